@@ -1,0 +1,71 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import crypto from 'node:crypto';
+import swagger from '@fastify/swagger';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Logger } from '../log.js';
+import type { Authorizer, Caller } from './auth.js';
+import { errorHandler } from './errors.js';
+import type { JobsService } from './jobs-service.js';
+import { jobRoutes } from './routes/jobs.js';
+import { healthRoutes, type ReadinessCheck } from './routes/health.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller | null;
+  }
+  interface FastifyContextConfig {
+    /** the route needs a token (checked in onRequest, before the body is read) */
+    auth?: boolean;
+  }
+}
+
+export interface AppDeps {
+  log: Logger;
+  auth: Authorizer;
+  jobs: JobsService;
+  ready: ReadinessCheck;
+  /** how long a waitRes request waits for its job */
+  waitLimitMs: number;
+}
+
+export const BODY_LIMIT = 64 * 1024;
+
+/** the token never reaches a log line: neither the header (not logged) nor the query parameter */
+export const redactUrl = (url: string): string => url.replace(/([?&]token=)[^&#]*/gi, '$1[redacted]');
+
+/** Builds the API as a plugin tree; never listens (server.ts does), so tests use inject(). */
+export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: d.log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT,
+    genReqId: () => crypto.randomUUID(),
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${redactUrl(req.url).split('?')[0]}` }, requestId: req.id }),
+  );
+  app.decorateRequest('caller', null);
+  app.addHook('onRequest', async (req) => {
+    if (req.routeOptions.config.auth) req.caller = d.auth.authenticate(req);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info({ method: req.method, url: redactUrl(req.url), statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'swarm-utils', version: '0.1.0', description: 'Backup, clean and update of Docker Swarm services' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(healthRoutes, { ready: d.ready });
+  await app.register(jobRoutes, { jobs: d.jobs, waitLimitMs: d.waitLimitMs });
+  app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

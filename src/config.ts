@@ -1,0 +1,388 @@
+/**
+ * Configuration (SPEC §2): one zod schema over the SWARM_UTILS_* environment variables.
+ *
+ * Start-up must list every mistake at once, so nothing here stops at the first problem:
+ * each variable is checked on its own, the cross-field rules still run when some variable
+ * failed, and every problem is one line that begins with the variable to fix.
+ * Secret values never appear in a problem; non-secret values are quoted to help.
+ */
+import { readFileSync } from 'node:fs';
+import { Cron } from 'croner';
+import { z } from 'zod';
+
+const PREFIX = 'SWARM_UTILS_';
+const BACKUP_ENV_PREFIX = 'SWARM_UTILS_BACKUP_ENV_';
+const BACKUP_ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+/** names of the secret variables, so callers never print them */
+export const SECRET_VARS = [
+  'SWARM_UTILS_ADMIN_TOKEN_LIST',
+  'SWARM_UTILS_S3_ACCESS_KEY',
+  'SWARM_UTILS_S3_SECRET_ACCESS_KEY',
+  'SWARM_UTILS_REGISTRY_USER',
+  'SWARM_UTILS_REGISTRY_PASSWORD',
+] as const satisfies readonly string[];
+
+/** Variables of the backup helper that swarm-utils sets itself; a passthrough must not override them. */
+const RESERVED_BACKUP_ENV = new Set([
+  'AWS_S3_BUCKET_NAME',
+  'AWS_ENDPOINT',
+  'AWS_ENDPOINT_PROTO',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_S3_PATH',
+  'BACKUP_FILENAME',
+]);
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** setTimeout fires at once for a longer delay, so no duration may exceed it. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** What a parser returns instead of a value when the text is wrong. */
+class Problem {
+  constructor(readonly message: string) {}
+}
+
+const quote = (text: string): string => JSON.stringify(text);
+
+// ---------------------------------------------------------------------------------------------
+// One variable each
+
+/**
+ * A non-secret variable. Blank counts as unset (compose files write `VAR=` or `${VAR:-}` for
+ * "not set"); otherwise `parse` turns the trimmed text into a value or a Problem.
+ */
+function envVar<T>(fallback: T, parse: (text: string) => T | Problem) {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx): T => {
+      const text = raw?.trim();
+      if (!text) return fallback;
+      const parsed = parse(text);
+      if (!(parsed instanceof Problem)) return parsed;
+      ctx.addIssue({ code: 'custom', message: parsed.message });
+      return z.NEVER;
+    });
+}
+
+/** A secret is kept verbatim (it may legitimately end in a space) and has no rule that could quote it. */
+function secretVar() {
+  return z
+    .string()
+    .optional()
+    .transform((raw) => (raw?.trim() ? raw : null));
+}
+
+const asIs = (text: string): string => text;
+
+function boolVar(fallback: boolean) {
+  return envVar(fallback, (text) => {
+    const lower = text.toLowerCase();
+    if (lower === 'true' || lower === 'false') return lower === 'true';
+    return new Problem(`must be "true" or "false" (got ${quote(text)})`);
+  });
+}
+
+/** Integers may be written with `_` separators, like `10_000`. */
+function intVar(fallback: number, min: number, max: number) {
+  return envVar(fallback, (text) => {
+    const n = /^-?\d+(_\d+)*$/.test(text) ? Number(text.replaceAll('_', '')) : NaN;
+    if (Number.isSafeInteger(n) && n >= min && n <= max) return n;
+    return new Problem(`must be an integer between ${min} and ${max} (got ${quote(text)})`);
+  });
+}
+
+/** A trailing comma (or doubled one) leaves an empty item, which is dropped rather than refused. */
+function splitList(text: string): string[] {
+  return text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+function parseCron(text: string): string | Problem {
+  try {
+    // paused and without a callback: croner only parses the pattern, nothing gets scheduled
+    new Cron(text, { paused: true, mode: '5-or-6-parts' }).stop();
+    return text;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return new Problem(`not a valid cron expression of 5 or 6 fields (got ${quote(text)}): ${reason}`);
+  }
+}
+
+function parseTimeZone(text: string): string | Problem {
+  try {
+    Intl.DateTimeFormat(undefined, { timeZone: text });
+    return text;
+  } catch {
+    return new Problem(`must be an IANA time zone such as "UTC" or "Europe/Paris" (got ${quote(text)})`);
+  }
+}
+
+function parseLogLevel(text: string): string | Problem {
+  const level = text.toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level;
+  return new Problem(`must be one of ${LOG_LEVELS.join(', ')} (got ${quote(text)})`);
+}
+
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+/** a DNS name or IPv4 address, or a bracketed IPv6 address, then an optional port */
+const HOST_PORT = /^(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/i;
+
+function isHostPort(text: string): boolean {
+  const match = HOST_PORT.exec(text);
+  if (!match) return false;
+  const port = match[1];
+  return port === undefined || (Number(port) >= 1 && Number(port) <= 65_535);
+}
+
+/** `user:password@host` would put a credential into the problem if we quoted it. */
+const CREDENTIALS_IN_HOST = new Problem('must not contain credentials ("user:password@"); use the credential variables');
+
+function parseS3Domain(text: string): string | Problem {
+  if (text.includes('@')) return CREDENTIALS_IN_HOST;
+  const scheme = SCHEME.exec(text)?.[0];
+  if (scheme !== undefined) {
+    const bare = text.slice(scheme.length).replace(/\/+$/, '');
+    const http = scheme.toLowerCase() === 'http://' ? ' and SWARM_UTILS_S3_HTTPS=false' : '';
+    return new Problem(
+      `must be host[:port] without a scheme (got ${quote(text)}); hint: set it to ${quote(bare)}${http}`,
+    );
+  }
+  if (isHostPort(text)) return text;
+  return new Problem(`must be host[:port], e.g. "s3.example.com" or "minio:9000" (got ${quote(text)})`);
+}
+
+/** The registry is always reached over HTTPS, so `https://` adds nothing: only host[:port] is kept. */
+function parseRegistryUrl(text: string): string | Problem {
+  if (text.includes('@')) return CREDENTIALS_IN_HOST;
+  const hostPort = text.replace(/^https:\/\//i, '').replace(/\/+$/, '');
+  if (SCHEME.test(hostPort)) {
+    return new Problem(`the registry is reached over HTTPS only: give host[:port] or https://host[:port] (got ${quote(text)})`);
+  }
+  if (isHostPort(hostPort)) return hostPort;
+  return new Problem(`must be host[:port] or https://host[:port] (got ${quote(text)})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema
+
+const fieldsSchema = z
+  .object({
+    SWARM_UTILS_IS_CRON_BACKUP: boolVar(false),
+    SWARM_UTILS_IS_CRON_CLEAN: boolVar(false),
+    SWARM_UTILS_CRON_EXPR: envVar('0 3 * * *', parseCron),
+    SWARM_UTILS_CRON_TZ: envVar('UTC', parseTimeZone),
+    SWARM_UTILS_ADMIN_TOKEN_LIST: envVar<string[]>([], splitList),
+    SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: envVar('docker:25.0.5-cli-alpine3.20', asIs),
+    SWARM_UTILS_BACKUP_IMAGE: envVar('offen/docker-volume-backup:v2.48.2', asIs),
+    SWARM_UTILS_LOCK_TIMEOUT: intVar(10_000, 1, MAX_TIMER_MS),
+    SWARM_UTILS_LOCK_MAX_EXECUTION_TIME: intVar(600_000, 1, MAX_TIMER_MS),
+    SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME: intVar(630_000, 1, MAX_TIMER_MS),
+    SWARM_UTILS_S3_DOMAIN: envVar<string | null>(null, parseS3Domain),
+    SWARM_UTILS_S3_HTTPS: boolVar(true),
+    SWARM_UTILS_S3_BUCKET_NAME: envVar<string | null>(null, asIs),
+    SWARM_UTILS_S3_ACCESS_KEY: secretVar(),
+    SWARM_UTILS_S3_SECRET_ACCESS_KEY: secretVar(),
+    SWARM_UTILS_S3_PATH: envVar('', asIs),
+    SWARM_UTILS_REGISTRY_URL: envVar<string | null>(null, parseRegistryUrl),
+    SWARM_UTILS_REGISTRY_USER: secretVar(),
+    SWARM_UTILS_REGISTRY_PASSWORD: secretVar(),
+    SWARM_UTILS_HOST: envVar('0.0.0.0', asIs),
+    SWARM_UTILS_PORT: intVar(8080, 1, 65_535),
+    SWARM_UTILS_DB_PATH: envVar<string | null>(null, asIs),
+    SWARM_UTILS_CONCURRENCY: intVar(4, 1, 64),
+    SWARM_UTILS_JOB_RETENTION_DAYS: intVar(30, 1, 36_500),
+    SWARM_UTILS_LOG_LEVEL: envVar('info', parseLogLevel),
+  })
+  // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to report
+  .catchall(z.string());
+
+type Fields = z.output<typeof fieldsSchema>;
+type Report = (name: string, message: string) => void;
+
+const S3_REQUIRED = [
+  'SWARM_UTILS_S3_DOMAIN',
+  'SWARM_UTILS_S3_BUCKET_NAME',
+  'SWARM_UTILS_S3_ACCESS_KEY',
+  'SWARM_UTILS_S3_SECRET_ACCESS_KEY',
+] as const;
+const REGISTRY_REQUIRED = ['SWARM_UTILS_REGISTRY_URL', 'SWARM_UTILS_REGISTRY_USER', 'SWARM_UTILS_REGISTRY_PASSWORD'] as const;
+
+function checkRules(fields: Fields, ctx: z.RefinementCtx<Fields>): void {
+  // A variable with its own problem takes no part in comparisons, so one mistake is reported
+  // once; it still counts as set for the all-or-nothing groups (the operator did set it).
+  const invalid = new Set(ctx.issues.map((issue) => issue.path?.[0]));
+  const isSet = (name: string): boolean => invalid.has(name) || (fields[name] ?? null) !== null;
+  const report: Report = (name, message) => ctx.addIssue({ code: 'custom', path: [name], message });
+
+  checkExtraVars(Object.keys(fields), report);
+  requireAllOrNone('S3', S3_REQUIRED, isSet, report);
+  requireAllOrNone('registry', REGISTRY_REQUIRED, isSet, report);
+  const cronBackup = !invalid.has('SWARM_UTILS_IS_CRON_BACKUP') && fields.SWARM_UTILS_IS_CRON_BACKUP;
+  if (cronBackup && !S3_REQUIRED.some(isSet)) {
+    report('SWARM_UTILS_IS_CRON_BACKUP', `true needs the S3 settings: set ${S3_REQUIRED.join(', ')}`);
+  }
+  const [execution, occupation] = ['SWARM_UTILS_LOCK_MAX_EXECUTION_TIME', 'SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME'] as const;
+  if (!invalid.has(execution) && !invalid.has(occupation) && fields[occupation] < fields[execution]) {
+    report(occupation, `must be >= ${execution} (${fields[execution]}) (got ${fields[occupation]})`);
+  }
+}
+
+/** One problem per missing variable, so each line names a variable to set. */
+function requireAllOrNone(group: string, names: readonly string[], isSet: (name: string) => boolean, report: Report): void {
+  const given = names.filter(isSet);
+  if (given.length === 0 || given.length === names.length) return;
+  for (const name of names.filter((name) => !isSet(name))) {
+    report(name, `missing: the ${group} settings are all-or-nothing and ${given.join(', ')} ${given.length > 1 ? 'are' : 'is'} set`);
+  }
+}
+
+/** Variables outside the schema: BACKUP_ENV_* passthroughs, or typos. Values are never quoted: they may be secrets. */
+function checkExtraVars(names: string[], report: Report): void {
+  for (const name of names) {
+    if (name in fieldsSchema.shape) continue;
+    if (!name.startsWith(BACKUP_ENV_PREFIX)) {
+      const hint = name.endsWith('_FILE') ? '; only the secret variables accept a _FILE form' : '';
+      report(name, `unknown variable (a typo?)${hint}`);
+      continue;
+    }
+    const target = name.slice(BACKUP_ENV_PREFIX.length);
+    if (!BACKUP_ENV_NAME.test(target)) report(name, `${quote(target)} is not a valid variable name (must match ${BACKUP_ENV_NAME})`);
+    else if (RESERVED_BACKUP_ENV.has(target)) report(name, `${target} is set by swarm-utils itself and cannot be overridden`);
+  }
+}
+
+function toConfig(fields: Fields, inImage: boolean) {
+  return {
+    isCronBackup: fields.SWARM_UTILS_IS_CRON_BACKUP,
+    isCronClean: fields.SWARM_UTILS_IS_CRON_CLEAN,
+    cronExpr: fields.SWARM_UTILS_CRON_EXPR,
+    cronTz: fields.SWARM_UTILS_CRON_TZ,
+    adminTokens: fields.SWARM_UTILS_ADMIN_TOKEN_LIST,
+    dockerCliImage: fields.SWARM_UTILS_DOCKER_CLI_IMAGE_NAME,
+    backupImage: fields.SWARM_UTILS_BACKUP_IMAGE,
+    lockTimeoutMs: fields.SWARM_UTILS_LOCK_TIMEOUT,
+    lockMaxExecutionMs: fields.SWARM_UTILS_LOCK_MAX_EXECUTION_TIME,
+    lockMaxOccupationMs: fields.SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME,
+    s3: {
+      domain: fields.SWARM_UTILS_S3_DOMAIN,
+      https: fields.SWARM_UTILS_S3_HTTPS,
+      bucket: fields.SWARM_UTILS_S3_BUCKET_NAME,
+      accessKey: fields.SWARM_UTILS_S3_ACCESS_KEY,
+      secretAccessKey: fields.SWARM_UTILS_S3_SECRET_ACCESS_KEY,
+      path: fields.SWARM_UTILS_S3_PATH,
+    },
+    registry: {
+      url: fields.SWARM_UTILS_REGISTRY_URL,
+      user: fields.SWARM_UTILS_REGISTRY_USER,
+      password: fields.SWARM_UTILS_REGISTRY_PASSWORD,
+    },
+    host: fields.SWARM_UTILS_HOST,
+    port: fields.SWARM_UTILS_PORT,
+    dbPath: fields.SWARM_UTILS_DB_PATH ?? (inImage ? '/data/swarm-utils.db' : './data/swarm-utils.db'),
+    concurrency: fields.SWARM_UTILS_CONCURRENCY,
+    jobRetentionDays: fields.SWARM_UTILS_JOB_RETENTION_DAYS,
+    logLevel: fields.SWARM_UTILS_LOG_LEVEL,
+    backupEnv: backupEnvOf(fields),
+  };
+}
+
+/** SWARM_UTILS_BACKUP_ENV_<NAME>=v becomes { NAME: v }, value verbatim (empty allowed). */
+function backupEnvOf(fields: Fields): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(fields)) {
+    if (name.startsWith(BACKUP_ENV_PREFIX) && typeof value === 'string') env[name.slice(BACKUP_ENV_PREFIX.length)] = value;
+  }
+  return env;
+}
+
+/** The schema over the SWARM_UTILS_* variables once _FILE secrets are read; `inImage` picks the db path default. */
+function configSchema(inImage: boolean) {
+  return (
+    fieldsSchema
+      // `when`: run the cross-field rules even after a variable failed, so all problems come at once
+      .superRefine(checkRules, { when: () => true })
+      .transform((fields) => toConfig(fields, inImage))
+  );
+}
+
+export type Config = z.output<ReturnType<typeof configSchema>>;
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/** Only our variables are looked at; the rest of the environment is not our business. */
+function ownVars(env: Record<string, string | undefined>): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith(PREFIX) && value !== undefined) vars[name] = value;
+  }
+  return vars;
+}
+
+/**
+ * Docker secrets arrive as files: NAME_FILE holds a path whose content becomes NAME.
+ * An unreadable file still leaves NAME set, so the all-or-nothing rules add no second,
+ * misleading problem; the configuration is refused anyway.
+ */
+function readSecretFiles(vars: Record<string, string>, readFile: (path: string) => string) {
+  const out = { ...vars };
+  const problems: string[] = [];
+  for (const name of SECRET_VARS) {
+    const fileVar = `${name}_FILE`;
+    const path = out[fileVar]?.trim();
+    delete out[fileVar];
+    if (!path) continue;
+    if (out[name]?.trim()) {
+      problems.push(`${name}: set either ${name} or ${fileVar}, not both`);
+      continue;
+    }
+    const secret = readSecret(path, readFile);
+    if (secret instanceof Problem) problems.push(`${fileVar}: ${secret.message}`);
+    out[name] = secret instanceof Problem ? 'unreadable' : secret;
+  }
+  return { vars: out, problems };
+}
+
+/** The error is reduced to its code: its message is not ours to vouch for, and the content must never show. */
+function readSecret(path: string, readFile: (path: string) => string): string | Problem {
+  let content: string;
+  try {
+    content = readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | null)?.code ?? 'unreadable';
+    return new Problem(`cannot read ${quote(path)} (${code})`);
+  }
+  // `echo secret > file` leaves a newline that is not part of the secret
+  const secret = content.replace(/\r?\n$/, '');
+  return secret.trim() === '' ? new Problem(`${quote(path)} is empty`) : secret;
+}
+
+const readUtf8 = (path: string): string => readFileSync(path, 'utf8');
+
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  opts: { readFile?: (path: string) => string; inImage?: boolean } = {},
+): ConfigResult {
+  const { vars, problems } = readSecretFiles(ownVars(env), opts.readFile ?? readUtf8);
+  const parsed = configSchema(opts.inImage ?? false).safeParse(vars);
+  if (parsed.success && problems.length === 0) return { ok: true, config: parsed.data };
+  const issues = parsed.success ? [] : parsed.error.issues;
+  return { ok: false, problems: [...problems, ...issues.map((i) => `${String(i.path[0] ?? 'SWARM_UTILS')}: ${i.message}`)] };
+}
+
+/** At start-up: print every problem and exit 2 (bad usage), or hand back the configuration. */
+export function exitOnInvalidConfig(
+  result: ConfigResult,
+  write: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+): Config {
+  if (result.ok) return result.config;
+  write('swarm-utils: invalid configuration:');
+  for (const problem of result.problems) write(`  ${problem}`);
+  process.exit(2);
+}

@@ -1,0 +1,56 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+/** migrations/ sits at the repository (or image) root, two levels above src/db and dist/db */
+const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+export function openDb(file: string): Db {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // FULL: a job state the API answered with survives a power loss, not only a process crash
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  migrate(db);
+  return db;
+}
+
+/** Applies numbered SQL files (0001_name.sql …) not yet recorded, each in its own transaction. */
+export function migrate(db: Db, dir = MIGRATIONS_DIR): number[] {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  const done = new Set(db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[]);
+  const applied: number[] = [];
+  for (const file of fs.readdirSync(dir).filter((f) => /^\d+_.*\.sql$/.test(f)).sort()) {
+    const version = Number.parseInt(file, 10);
+    if (done.has(version)) continue;
+    const sql = fs.readFileSync(path.join(dir, file), 'utf8');
+    db.transaction(() => {
+      db.exec(sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(version, file, Date.now());
+    })();
+    applied.push(version);
+  }
+  return applied;
+}
+
+/** BEGIN IMMEDIATE: takes SQLite's write lock up front, so a claim never races another writer. */
+export function immediate<T>(db: Db, fn: () => T): T {
+  return db.transaction(fn).immediate();
+}
+
+/** true when a write succeeds (used by /readyz) */
+export function isWritable(db: Db): boolean {
+  try {
+    db.prepare('CREATE TABLE IF NOT EXISTS readiness_probe (at INTEGER)').run();
+    db.prepare('DELETE FROM readiness_probe').run();
+    db.prepare('INSERT INTO readiness_probe (at) VALUES (?)').run(Date.now());
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,198 @@
+import type { Db } from './index.js';
+
+export const JOB_TYPES = ['clean', 'backup', 'update'] as const;
+export type JobType = (typeof JOB_TYPES)[number];
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+export type TargetKind = 'service' | 'node' | 'all';
+export type JobSource = 'api' | 'cron' | 'parent';
+export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'canceled'];
+
+export interface JobRow {
+  id: number;
+  type: JobType;
+  state: JobState;
+  targetKind: TargetKind;
+  target: string | null;
+  params: Record<string, unknown>;
+  secrets: Record<string, unknown> | null;
+  source: JobSource;
+  parentId: number | null;
+  dependsOn: number | null;
+  locks: string[];
+  requester: string | null;
+  requesterHash: string | null;
+  requesterAdmin: boolean;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  result: unknown;
+  owner: string | null;
+  cancelRequested: boolean;
+}
+
+export interface NewJob {
+  type: JobType;
+  targetKind: TargetKind;
+  target: string | null;
+  params?: Record<string, unknown>;
+  secrets?: Record<string, unknown> | null;
+  source: JobSource;
+  parentId?: number | null;
+  dependsOn?: number | null;
+  locks: string[];
+  requester?: string | null;
+  requesterHash?: string | null;
+  requesterAdmin?: boolean;
+}
+
+interface RawJob {
+  id: number;
+  type: string;
+  state: string;
+  target_kind: string;
+  target: string | null;
+  params: string;
+  secrets: string | null;
+  source: string;
+  parent_id: number | null;
+  depends_on: number | null;
+  locks: string;
+  requester: string | null;
+  requester_hash: string | null;
+  requester_admin: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  result: string | null;
+  owner: string | null;
+  cancel_requested: number;
+}
+
+const parse = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
+
+function fromRaw(r: RawJob): JobRow {
+  return {
+    id: r.id,
+    type: r.type as JobType,
+    state: r.state as JobState,
+    targetKind: r.target_kind as TargetKind,
+    target: r.target,
+    params: parse(r.params, {}),
+    secrets: parse(r.secrets, null),
+    source: r.source as JobSource,
+    parentId: r.parent_id,
+    dependsOn: r.depends_on,
+    locks: parse(r.locks, []),
+    requester: r.requester,
+    requesterHash: r.requester_hash,
+    requesterAdmin: r.requester_admin === 1,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+    result: parse(r.result, null),
+    owner: r.owner,
+    cancelRequested: r.cancel_requested === 1,
+  };
+}
+
+export function insertJob(db: Db, j: NewJob, now = Date.now()): JobRow {
+  const info = db
+    .prepare(
+      `INSERT INTO jobs (type, state, target_kind, target, params, secrets, source, parent_id, depends_on, locks,
+         requester, requester_hash, requester_admin, created_at)
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    .run(
+      j.type,
+      j.targetKind,
+      j.target,
+      JSON.stringify(j.params ?? {}),
+      j.secrets ? JSON.stringify(j.secrets) : null,
+      j.source,
+      j.parentId ?? null,
+      j.dependsOn ?? null,
+      JSON.stringify(j.locks),
+      j.requester ?? null,
+      j.requesterHash ?? null,
+      j.requesterAdmin ? 1 : 0,
+      now,
+    );
+  return getJob(db, Number(info.lastInsertRowid))!;
+}
+
+export function getJob(db: Db, id: number): JobRow | null {
+  const r = db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as RawJob | undefined;
+  return r ? fromRaw(r) : null;
+}
+
+export function jobsInState(db: Db, state: JobState): JobRow[] {
+  return (db.prepare('SELECT * FROM jobs WHERE state = ? ORDER BY id').all(state) as RawJob[]).map(fromRaw);
+}
+
+export function childrenOf(db: Db, parentId: number): JobRow[] {
+  return (db.prepare('SELECT * FROM jobs WHERE parent_id = ? ORDER BY id').all(parentId) as RawJob[]).map(fromRaw);
+}
+
+export interface JobFilter {
+  type?: string;
+  state?: string;
+  service?: string;
+  node?: string;
+  before?: number;
+  limit: number;
+}
+
+/** newest first; `before` is an id cursor */
+export function listJobs(db: Db, f: JobFilter): JobRow[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (f.type) (where.push('type = ?'), args.push(f.type));
+  if (f.state) (where.push('state = ?'), args.push(f.state));
+  if (f.service) (where.push("target_kind = 'service' AND target = ?"), args.push(f.service));
+  if (f.node) (where.push("target_kind = 'node' AND target = ?"), args.push(f.node));
+  if (f.before) (where.push('id < ?'), args.push(f.before));
+  const sql = `SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
+  return (db.prepare(sql).all(...args, f.limit) as RawJob[]).map(fromRaw);
+}
+
+export function markRunning(db: Db, id: number, owner: string, now = Date.now()): void {
+  db.prepare("UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), owner = ? WHERE id = ?").run(now, owner, id);
+}
+
+/** the first failure of a job is kept; later ones (in compensation) do not overwrite it */
+export function recordJobError(db: Db, id: number, code: string, message: string): void {
+  db.prepare('UPDATE jobs SET error_code = ?, error_message = ? WHERE id = ? AND error_code IS NULL').run(code, message, id);
+}
+
+export function setJobResult(db: Db, id: number, result: unknown): void {
+  db.prepare('UPDATE jobs SET result = ? WHERE id = ?').run(JSON.stringify(result), id);
+}
+
+/** ends a job and releases its locks in one transaction */
+export function finishJob(db: Db, id: number, state: JobState, now = Date.now()): void {
+  db.transaction(() => {
+    db.prepare('UPDATE jobs SET state = ?, finished_at = ?, secrets = NULL, owner = NULL WHERE id = ?').run(state, now, id);
+    db.prepare('DELETE FROM locks WHERE job_id = ?').run(id);
+  })();
+}
+
+export function requestCancel(db: Db, id: number): void {
+  db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(id);
+}
+
+export function isCancelRequested(db: Db, id: number): boolean {
+  return db.prepare('SELECT cancel_requested FROM jobs WHERE id = ?').pluck().get(id) === 1;
+}
+
+/** deletes finished top-level jobs (children and steps go with them) older than `cutoff` */
+export function deleteFinishedBefore(db: Db, cutoff: number): number {
+  return db
+    .prepare("DELETE FROM jobs WHERE parent_id IS NULL AND state IN ('succeeded', 'failed', 'canceled') AND finished_at < ?")
+    .run(cutoff).changes;
+}

@@ -1,0 +1,82 @@
+import { AppError } from '../errors.js';
+import type { StepContext } from '../engine/types.js';
+import type { ExecResult, TaskInfo } from '../swarm/port.js';
+import { registryAuthFor } from './image.js';
+
+export interface ExecOutcome {
+  task: string;
+  node: string;
+  container: string;
+  exitCode: number | null;
+  output: string;
+}
+
+/** tasks of a service that run now and have a container */
+export async function runningTasks(ctx: Pick<StepContext, 'deps'>, serviceId: string): Promise<TaskInfo[]> {
+  const tasks = await ctx.deps.docker.listTasks(serviceId);
+  return tasks.filter((t) => t.state === 'running' && t.desiredState === 'running' && t.containerId && t.nodeId);
+}
+
+// The command travels as an environment value; this fixed script never splices it into shell text.
+const REMOTE_EXEC = 'exec docker exec "$SWARM_UTILS_CONTAINER" sh -c "$SWARM_UTILS_COMMAND"';
+
+/**
+ * Runs `sh -c <command>` in each task's container, wherever it runs: directly through the API on this
+ * manager's node, through a helper service pinned to the node elsewhere. All in parallel; any non-zero
+ * exit fails with EXEC_FAILED after every container has answered.
+ */
+export async function execInTasks(
+  ctx: StepContext,
+  tasks: TaskInfo[],
+  command: string,
+  opts: { step: string; timeoutMs: number },
+): Promise<ExecOutcome[]> {
+  const self = await ctx.deps.docker.self();
+  const outcomes = await Promise.all(
+    tasks.map((t) => (t.nodeId === self.nodeId ? execLocal(ctx, t, command, opts.timeoutMs) : execRemote(ctx, t, command, opts))),
+  );
+  const failed = outcomes.filter((o) => o.exitCode !== 0);
+  if (failed.length) {
+    const what = failed.map((o) => `container ${o.container.slice(0, 12)} on node ${o.node}: exit ${o.exitCode ?? 'none'}: ${tail(o.output)}`);
+    throw new AppError('EXEC_FAILED', `${opts.step} command failed in ${failed.length} of ${outcomes.length} containers: ${what.join('; ')}`, {
+      outcomes: outcomes.map(({ output, ...o }) => ({ ...o, output: tail(output, 2000) })),
+    });
+  }
+  return outcomes;
+}
+
+async function execLocal(ctx: StepContext, t: TaskInfo, command: string, timeoutMs: number): Promise<ExecOutcome> {
+  ctx.log.info({ task: t.id, container: t.containerId }, 'exec in local container');
+  const r: ExecResult = await ctx.deps.docker.execLocal(t.containerId!, ['sh', '-c', command], { timeoutMs, signal: ctx.signal });
+  return { task: t.id, node: t.nodeId!, container: t.containerId!, exitCode: r.exitCode, output: r.stdout + r.stderr };
+}
+
+async function execRemote(ctx: StepContext, t: TaskInfo, command: string, opts: { step: string; timeoutMs: number }): Promise<ExecOutcome> {
+  const { docker, config } = ctx.deps;
+  const image = config.dockerCliImage;
+  const ref = await docker.createHelper({
+    name: helperName(ctx.job.id, opts.step, t.id),
+    jobId: ctx.job.id,
+    nodeId: t.nodeId!,
+    image,
+    command: ['sh', '-c', REMOTE_EXEC],
+    env: { SWARM_UTILS_CONTAINER: t.containerId!, SWARM_UTILS_COMMAND: command },
+    mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }],
+    auth: registryAuthFor(image, { config }),
+  });
+  ctx.log.info({ task: t.id, container: t.containerId, node: t.nodeId, helper: ref.name }, 'exec in remote container through helper');
+  try {
+    const r = await docker.waitHelper(ref, { timeoutMs: opts.timeoutMs, signal: ctx.signal });
+    const output = r.exitCode === null ? `helper did not run (${r.state}): ${r.error ?? ''}\n${r.output}` : r.output;
+    return { task: t.id, node: t.nodeId!, container: t.containerId!, exitCode: r.exitCode, output };
+  } finally {
+    await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove helper'));
+  }
+}
+
+/** deterministic, so a step re-entered after a crash finds (reattaches to) the helper it created */
+export function helperName(jobId: number, step: string, key: string): string {
+  return `swarm-utils-${jobId}-${step}-${key.replace(/[^a-zA-Z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
+}
+
+export const tail = (s: string, n = 500): string => (s.length > n ? '…' + s.slice(-n) : s).trim();

@@ -1,0 +1,71 @@
+import { exitOnInvalidConfig, loadConfig } from './config.js';
+import { openDb, isWritable } from './db/index.js';
+import { createLogger } from './log.js';
+import { createDockerPort } from './swarm/dockerode.js';
+import { Worker } from './engine/worker.js';
+import { JOB_KINDS } from './jobs/index.js';
+import { buildApp } from './api/app.js';
+import { createAuthorizer } from './api/auth.js';
+import { createJobsService } from './api/jobs-service.js';
+import type { Deps } from './engine/types.js';
+import { startScheduler } from './scheduler.js';
+
+/** start-up: config → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
+async function main(): Promise<void> {
+  const config = exitOnInvalidConfig(loadConfig(process.env, { inImage: process.env.SWARM_UTILS_IN_IMAGE === '1' }));
+  const log = createLogger(config.logLevel);
+  const db = openDb(config.dbPath);
+  const docker = createDockerPort({ logger: log.child({ component: 'docker' }) });
+  const deps: Deps = { db, docker, config, log };
+
+  const worker = new Worker(deps, JOB_KINDS, {
+    concurrency: config.concurrency,
+    lockTimeoutMs: config.lockTimeoutMs,
+    retentionDays: config.jobRetentionDays,
+  });
+  await worker.start();
+  const scheduler = startScheduler(deps, worker);
+
+  const auth = createAuthorizer(config.adminTokens);
+  const jobs = createJobsService(deps, worker, auth, JOB_KINDS);
+  const app = await buildApp({
+    log,
+    auth,
+    jobs,
+    waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
+    ready: async () => {
+      const dbOk = isWritable(db);
+      let dockerCheck: { ok: boolean; message?: string };
+      try {
+        const self = await docker.self();
+        dockerCheck = self.isManager ? { ok: true } : { ok: false, message: 'the Docker daemon is not a swarm manager' };
+      } catch (e) {
+        dockerCheck = { ok: false, message: e instanceof Error ? e.message : String(e) };
+      }
+      return { ok: dbOk && dockerCheck.ok, checks: { database: { ok: dbOk }, docker: dockerCheck } };
+    },
+  });
+  app.server.requestTimeout = 0; // waitRes requests may legitimately wait for minutes
+  await app.listen({ host: config.host, port: config.port });
+  log.info({ port: config.port, boot: worker.bootId }, 'swarm-utils started');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: running jobs resume at the next start');
+    scheduler.stop();
+    await app.close().catch(() => undefined);
+    await worker.stop();
+    db.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  // config problems exit earlier with their own list; this is Docker or the database failing at start-up
+  process.stderr.write(`swarm-utils: start-up failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

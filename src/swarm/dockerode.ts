@@ -1,0 +1,332 @@
+/**
+ * The DockerPort on dockerode, talking to the Engine API of the manager we run on.
+ *
+ * Create, update and service logs go through `docker.modem.dial` directly:
+ * - dockerode's `service.update(auth, opts)` puts the whole `opts` (spec + version) into the query
+ *   string *and* the body; with `_query`/`_body` only `version` is in the URL.
+ * - dockerode's one-argument `createService(spec)` sends the spec itself as X-Registry-Auth.
+ * - `service.logs({follow: false})` JSON-parses the body when it happens to parse, which breaks
+ *   the raw frames; a stream gives the bytes as they are.
+ */
+import Dockerode from 'dockerode';
+import type DockerModem from 'docker-modem';
+import type { Logger } from '../log.js';
+import { AppError } from '../errors.js';
+import type {
+  DockerPort,
+  ExecResult,
+  HelperRef,
+  HelperResult,
+  HelperSpec,
+  NodeInfo,
+  RegistryAuth,
+  SelfInfo,
+  ServiceInfo,
+  TaskInfo,
+} from './port.js';
+import { Demuxer, TailBuffer, splitLines } from './demux.js';
+import {
+  HELPER_LABEL,
+  TERMINAL_TASK_STATES,
+  helperServiceSpec,
+  toHelperRef,
+  toNodeInfo,
+  toServiceInfo,
+  toTaskInfo,
+  type RawNode,
+  type RawService,
+  type RawTask,
+} from './docker-map.js';
+import { cancelError, dockerMessage, sleep, statusOf, toAppError, withDeadline, type DeadlineOpts } from './docker-util.js';
+
+/** Output kept per stream of an exec / of a helper (the tail: that is where errors are). */
+export const OUTPUT_CAP = 64 * 1024;
+const SERVICE_LOGS_CAP = 1024 * 1024;
+/** Lines of a helper's log fetched; bounds memory before the byte cap applies. */
+const HELPER_LOG_LINES = 5000;
+const POLL_MS = 400;
+/** Logs of a task that just ended can reach the manager a moment later. */
+const LOG_RETRIES = 5;
+
+type Dial = DockerModem.DialOptions;
+
+export function createDockerPort(opts: { docker?: Dockerode; logger: Logger }): DockerPort {
+  return new DockerodePort(opts.docker ?? new Dockerode(), opts.logger.child({ component: 'docker' }));
+}
+
+class DockerodePort implements DockerPort {
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly log: Logger,
+  ) {}
+
+  /** Every Docker call goes through here: one debug line with the object it is about, errors mapped. */
+  private async call<T>(op: string, id: string | undefined, fn: () => Promise<T>): Promise<T> {
+    this.log.debug({ op, id }, 'docker call');
+    try {
+      return await fn();
+    } catch (e) {
+      throw toAppError(e);
+    }
+  }
+
+  private dial<T>(op: string, id: string, options: Dial): Promise<T> {
+    return this.call(op, id, () => new Promise<T>((resolve, reject) => {
+      this.docker.modem.dial(options, (err, data) => (err ? reject(err) : resolve(data as T)));
+    }));
+  }
+
+  async self(): Promise<SelfInfo> {
+    const info = (await this.call('info', undefined, () => this.docker.info())) as {
+      Swarm?: { NodeID?: string; ControlAvailable?: boolean };
+    };
+    const version = await this.call('version', undefined, () => this.docker.version());
+    return {
+      nodeId: info.Swarm?.NodeID ?? '',
+      isManager: info.Swarm?.ControlAvailable === true,
+      apiVersion: version.ApiVersion,
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.call('ping', undefined, () => this.docker.ping());
+  }
+
+  /**
+   * Inspect accepts a full id, a name or an id prefix (tried in that order). Only an exact id or
+   * name counts: `web` must not find `webapp`'s prefix-matching id, a short id must not resolve.
+   */
+  private async inspectService(nameOrId: string): Promise<RawService | null> {
+    if (nameOrId === '') return null;
+    let raw: RawService;
+    try {
+      raw = (await this.call('service.inspect', nameOrId, () => this.docker.getService(nameOrId).inspect())) as RawService;
+    } catch (e) {
+      // 404: none; "ambiguous" (400): several ids share the prefix, so no exact id or name matched
+      if (statusOf(e) === 404 || (statusOf(e) === 400 && /ambiguous/i.test(dockerMessage(e)))) return null;
+      throw e;
+    }
+    return raw.ID === nameOrId || raw.Spec?.Name === nameOrId ? raw : null;
+  }
+
+  async getService(nameOrId: string): Promise<ServiceInfo | null> {
+    const raw = await this.inspectService(nameOrId);
+    return raw ? toServiceInfo(raw) : null;
+  }
+
+  async listServices(): Promise<ServiceInfo[]> {
+    const raw = (await this.call('service.list', undefined, () => this.docker.listServices())) as RawService[];
+    return raw.map(toServiceInfo);
+  }
+
+  /** Tasks of a service, or null when the service does not exist (the `service` filter 404s then). */
+  private async tasksOf(serviceId: string): Promise<RawTask[] | null> {
+    let raw: RawTask[];
+    try {
+      raw = (await this.call('task.list', serviceId, () =>
+        this.docker.listTasks({ filters: { service: [serviceId] } }),
+      )) as RawTask[];
+    } catch (e) {
+      if (statusOf(e) === 404) return null;
+      throw e;
+    }
+    // the filter also resolves names and id prefixes: keep only this exact service's tasks
+    return raw
+      .filter((t) => t.ServiceID === serviceId)
+      .sort((a, b) => (a.CreatedAt ?? '').localeCompare(b.CreatedAt ?? ''));
+  }
+
+  async listTasks(serviceId: string): Promise<TaskInfo[]> {
+    return ((await this.tasksOf(serviceId)) ?? []).map(toTaskInfo);
+  }
+
+  /** By exact id, hostname or node name; the list fallback covers names inspect does not resolve. */
+  async getNode(idOrHostname: string): Promise<NodeInfo | null> {
+    if (idOrHostname === '') return null;
+    const matches = (n: RawNode): boolean =>
+      n.ID === idOrHostname || n.Description?.Hostname === idOrHostname || n.Spec?.Name === idOrHostname;
+    try {
+      const raw = (await this.call('node.inspect', idOrHostname, () => this.docker.getNode(idOrHostname).inspect())) as RawNode;
+      if (matches(raw)) return toNodeInfo(raw);
+    } catch (e) {
+      if (statusOf(e) !== 404 && statusOf(e) !== 400) throw e;
+    }
+    const all = (await this.call('node.list', undefined, () => this.docker.listNodes())) as RawNode[];
+    const found = all.find((n) => n.ID === idOrHostname) ?? all.find(matches);
+    return found ? toNodeInfo(found) : null;
+  }
+
+  async listNodes(): Promise<NodeInfo[]> {
+    const raw = (await this.call('node.list', undefined, () => this.docker.listNodes())) as RawNode[];
+    return raw.map(toNodeInfo);
+  }
+
+  async updateService(id: string, version: number, spec: Record<string, unknown>, auth?: RegistryAuth): Promise<void> {
+    const res = await this.dial<{ Warnings?: string[] | null }>('service.update', id, {
+      path: `/services/${encodeURIComponent(id)}/update?`,
+      method: 'POST',
+      // only `version` goes into the URL; the spec is the body, untouched
+      options: { _query: { version }, _body: spec },
+      // sent as X-Registry-Auth (base64url JSON) and stored with the task spec, so workers can pull
+      authconfig: auth,
+      statusCodes: { 200: true, 400: 'bad parameter', 404: 'no such service', 500: 'server error', 503: 'node is not part of a swarm' },
+    });
+    for (const w of res?.Warnings ?? []) this.log.warn({ serviceId: id, warning: w }, 'docker warning on service update');
+  }
+
+  async resolveDigest(image: string, auth?: RegistryAuth): Promise<string> {
+    this.log.debug({ op: 'distribution', id: image, registry: auth?.serveraddress, user: auth?.username }, 'docker call');
+    let data: { Descriptor?: { digest?: string } };
+    try {
+      data = (await this.docker.getImage(image).distribution(auth ? { authconfig: auth } : {})) as typeof data;
+    } catch (e) {
+      throw toAppError(e, 'REGISTRY_ERROR', auth?.password || undefined);
+    }
+    const digest = data.Descriptor?.digest;
+    if (!digest) throw new AppError('REGISTRY_ERROR', `registry gave no digest for ${image}`);
+    return digest;
+  }
+
+  /** Demultiplexed stdout+stderr of a service's logs, at most `cap` bytes (the end). */
+  private async fetchLogs(serviceId: string, tail: number | 'all', cap: number, signal?: AbortSignal): Promise<string> {
+    const stream = await this.dial<NodeJS.ReadableStream & { destroy?: () => void }>('service.logs', serviceId, {
+      path: `/services/${encodeURIComponent(serviceId)}/logs?`,
+      method: 'GET',
+      isStream: true,
+      abortSignal: signal,
+      options: { stdout: true, stderr: true, follow: false, tail, timestamps: false },
+      statusCodes: { 200: true, 404: 'no such service', 500: 'server error', 503: 'node is not part of a swarm' },
+    });
+    const out = new TailBuffer(cap);
+    const demuxer = new Demuxer((_stream, chunk) => out.write(chunk));
+    await this.drain(stream, demuxer, `logs of ${serviceId}`, signal);
+    const text = out.toString();
+    // a cut tail starts mid-line: drop that partial line
+    return out.truncated ? text.slice(text.indexOf('\n') + 1) : text;
+  }
+
+  /** Feed a response stream into a demuxer until it ends; an abort destroys the stream. */
+  private async drain(stream: NodeJS.ReadableStream & { destroy?: () => void }, demuxer: Demuxer, what: string, signal?: AbortSignal): Promise<void> {
+    const onAbort = (): void => stream.destroy?.();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const chunk of stream) demuxer.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+    } catch (e) {
+      if (signal?.aborted) throw cancelError(signal, what);
+      throw toAppError(e);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (signal?.aborted) throw cancelError(signal, what);
+    demuxer.end();
+  }
+
+  async serviceLogs(serviceId: string, tail: number): Promise<string[]> {
+    return splitLines(await this.fetchLogs(serviceId, tail, SERVICE_LOGS_CAP));
+  }
+
+  async execLocal(containerId: string, cmd: string[], opts: DeadlineOpts): Promise<ExecResult> {
+    return withDeadline(`exec in container ${containerId}`, opts, async (signal) => {
+      const container = this.docker.getContainer(containerId);
+      const exec = await this.call('container.exec', containerId, () =>
+        container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, Tty: false, abortSignal: signal }),
+      );
+      const stream = (await this.call('exec.start', exec.id, () =>
+        exec.start({ hijack: true, stdin: false, abortSignal: signal }),
+      )) as NodeJS.ReadableStream & { destroy?: () => void };
+      const stdout = new TailBuffer(OUTPUT_CAP);
+      const stderr = new TailBuffer(OUTPUT_CAP);
+      const demuxer = new Demuxer((s, chunk) => (s === 'stderr' ? stderr : stdout).write(chunk));
+      // note: on timeout we only stop listening; Docker has no API to kill an exec'd process
+      await this.drain(stream, demuxer, `exec in container ${containerId}`, signal);
+      const exitCode = await this.execExitCode(exec, signal);
+      return { exitCode, stdout: stdout.toString(), stderr: stderr.toString() };
+    });
+  }
+
+  /** The attach stream can end a moment before Docker records the exit code. */
+  private async execExitCode(exec: Dockerode.Exec, signal: AbortSignal): Promise<number> {
+    for (let i = 0; ; i++) {
+      const info = await this.call('exec.inspect', exec.id, () => exec.inspect({ abortSignal: signal }));
+      if (!info.Running && typeof info.ExitCode === 'number') return info.ExitCode;
+      if (i >= 20) throw new AppError('DOCKER_ERROR', `exec ${exec.id} ended its output but reports no exit code`);
+      if (!(await sleep(100, signal))) throw cancelError(signal, `exec ${exec.id}`);
+    }
+  }
+
+  async createHelper(spec: HelperSpec): Promise<HelperRef> {
+    let res: { ID?: string; Warnings?: string[] | null };
+    try {
+      res = await this.dial('service.create', spec.name, {
+        path: '/services/create',
+        method: 'POST',
+        options: helperServiceSpec(spec),
+        // so the worker the helper is pinned to can pull a private image
+        authconfig: spec.auth,
+        statusCodes: { 200: true, 201: true, 400: 'bad parameter', 403: 'network is not eligible', 409: 'name conflicts', 500: 'server error', 503: 'node is not part of a swarm' },
+      });
+    } catch (e) {
+      if (statusOf(e) !== 409 && !/already exists|name conflicts/i.test(dockerMessage(e))) throw e;
+      // re-entered after a crash: the helper made last time is the one to wait for
+      const existing = await this.findHelper(spec.name);
+      if (existing) return existing;
+      throw new AppError('DOCKER_ERROR', `a service named ${spec.name} exists and is not a swarm-utils helper`);
+    }
+    for (const w of res.Warnings ?? []) this.log.warn({ helper: spec.name, warning: w }, 'docker warning on helper create');
+    return { id: res.ID ?? '', name: spec.name, jobId: spec.jobId };
+  }
+
+  async findHelper(name: string): Promise<HelperRef | null> {
+    const raw = await this.inspectService(name);
+    return raw ? toHelperRef(raw) : null;
+  }
+
+  async listHelpers(jobId?: number): Promise<HelperRef[]> {
+    const label = jobId === undefined ? HELPER_LABEL : `${HELPER_LABEL}=${jobId}`;
+    const raw = (await this.call('service.list', label, () =>
+      this.docker.listServices({ filters: { label: [label] } }),
+    )) as RawService[];
+    return raw.map(toHelperRef).filter((h): h is HelperRef => h !== null);
+  }
+
+  async waitHelper(ref: HelperRef, opts: DeadlineOpts): Promise<HelperResult> {
+    return withDeadline(`helper ${ref.name}`, opts, async (signal) => {
+      const task = await this.waitTerminalTask(ref, signal);
+      const info = toTaskInfo(task);
+      const output = await this.helperOutput(ref, info.exitCode, signal);
+      return { exitCode: info.exitCode, state: info.state, error: info.error, output };
+    });
+  }
+
+  /** Poll until the helper has a task and none is still live; a pending task keeps us waiting (the deadline ends that). */
+  private async waitTerminalTask(ref: HelperRef, signal: AbortSignal): Promise<RawTask> {
+    for (;;) {
+      const tasks = await this.tasksOf(ref.id);
+      if (tasks === null) throw new AppError('DOCKER_ERROR', `helper service ${ref.name} no longer exists`);
+      const last = tasks[tasks.length - 1];
+      if (last && tasks.every((t) => TERMINAL_TASK_STATES.has(t.Status?.State ?? ''))) return last;
+      if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);
+    }
+  }
+
+  private async helperOutput(ref: HelperRef, exitCode: number | null, signal: AbortSignal): Promise<string> {
+    for (let i = 0; ; i++) {
+      const text = await this.fetchLogs(ref.id, HELPER_LOG_LINES, OUTPUT_CAP, signal);
+      // a container that ran may still have its last lines in flight; one that never ran has none
+      if (text !== '' || exitCode === null || i >= LOG_RETRIES) return text;
+      if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);
+    }
+  }
+
+  async removeService(id: string): Promise<void> {
+    // remove resolves names and id prefixes too: only ever remove the exact service meant
+    const raw = await this.inspectService(id);
+    if (!raw?.ID) return;
+    const serviceId = raw.ID;
+    try {
+      await this.call('service.remove', serviceId, () => this.docker.getService(serviceId).remove());
+    } catch (e) {
+      if (statusOf(e) !== 404) throw e;
+    }
+  }
+}

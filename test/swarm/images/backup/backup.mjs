@@ -1,0 +1,171 @@
+#!/usr/bin/node
+// Stand-in for offen/docker-volume-backup (production: offen/docker-volume-backup:v2.48.2),
+// which cannot be pulled on the test machine. It honours the part of offen's contract that
+// swarm-utils uses, and nothing more:
+//   - run once as `backup` (swarm: Command ["backup"]), volumes mounted at /backup/<name>:ro;
+//   - a gzip tarball of /backup whose entries are backup/<name>/…;
+//   - uploaded to S3: AWS_S3_BUCKET_NAME, AWS_ENDPOINT (host:port), AWS_ENDPOINT_PROTO
+//     (http|https, default https), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optional
+//     AWS_S3_PATH (key prefix), AWS_ENDPOINT_INSECURE=true (skip TLS verification);
+//   - object key <AWS_S3_PATH>/<BACKUP_FILENAME>; BACKUP_FILENAME is used literally (offen
+//     expands strftime `%` sequences: the project only uses names without `%`);
+//   - exit code 0 on success, 1 with a message on stderr on any failure.
+// Plain Node (http, https, crypto, fs, child_process): the image has no npm packages.
+import { spawnSync } from 'node:child_process';
+import { createHash, createHmac } from 'node:crypto';
+import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const log = (msg) => console.log(`backup: ${msg}`);
+
+class BackupError extends Error {}
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new BackupError(`environment variable ${name} is required`);
+  return value;
+}
+
+function config() {
+  const env = process.env;
+  const proto = (env.AWS_ENDPOINT_PROTO || 'https').toLowerCase();
+  if (proto !== 'http' && proto !== 'https') {
+    throw new BackupError(`AWS_ENDPOINT_PROTO must be http or https, not "${proto}"`);
+  }
+  const stamp = new Date().toISOString().replace(/\..*$/, '').replace(/:/g, '-');
+  const filename = env.BACKUP_FILENAME || `backup-${stamp}.tar.gz`;
+  if (filename.includes('/')) throw new BackupError(`BACKUP_FILENAME must not contain "/": ${filename}`);
+  const prefix = (env.AWS_S3_PATH || '').split('/').filter(Boolean).join('/');
+  return {
+    sources: env.BACKUP_SOURCES || '/backup',
+    filename,
+    bucket: required('AWS_S3_BUCKET_NAME'),
+    endpoint: required('AWS_ENDPOINT').replace(/^https?:\/\//, '').replace(/\/+$/, ''),
+    proto,
+    insecure: env.AWS_ENDPOINT_INSECURE === 'true',
+    accessKey: required('AWS_ACCESS_KEY_ID'),
+    secretKey: required('AWS_SECRET_ACCESS_KEY'),
+    region: env.AWS_DEFAULT_REGION || env.AWS_REGION || 'us-east-1',
+    key: prefix ? `${prefix}/${filename}` : filename,
+  };
+}
+
+// tar czf <file> -C <parent of sources> <basename of sources>: entries are backup/<volume>/…
+function archive(sources, file) {
+  const abs = path.resolve(sources);
+  try {
+    if (!statSync(abs).isDirectory()) throw new Error('not a directory');
+  } catch (err) {
+    throw new BackupError(`nothing to back up: ${abs} is not a readable directory (${err.message})`);
+  }
+  const res = spawnSync('tar', ['czf', file, '-C', path.dirname(abs), path.basename(abs)], {
+    encoding: 'utf8',
+  });
+  if (res.error) throw new BackupError(`tar failed to start: ${res.error.message}`);
+  if (res.status !== 0) throw new BackupError(`tar exited with ${res.status}: ${res.stderr.trim()}`);
+  return statSync(file).size;
+}
+
+function sha256File(file) {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+const sha256 = (data) => createHash('sha256').update(data, 'utf8').digest('hex');
+const hmac = (key, data) => createHmac('sha256', key).update(data, 'utf8').digest();
+
+// RFC 3986 encoding as AWS wants it in a canonical URI (each path segment, `/` kept)
+const encodeSegment = (s) =>
+  encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+// AWS Signature Version 4 for a path-style S3 request without a query string
+function sign({ method, host, uri, payloadHash, accessKey, secretKey, region, extraHeaders }) {
+  const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const date = amzDate.slice(0, 8);
+  const headers = {
+    ...extraHeaders,
+    host,
+    'x-amz-content-sha256': payloadHash,
+    'x-amz-date': amzDate,
+  };
+  const names = Object.keys(headers).map((h) => h.toLowerCase()).sort();
+  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), String(v)]));
+  const canonicalHeaders = names.map((h) => `${h}:${lower[h].trim().replace(/\s+/g, ' ')}\n`).join('');
+  const signedHeaders = names.join(';');
+  const canonicalRequest = [method, uri, '', canonicalHeaders, signedHeaders, payloadHash].join('\n');
+  const scope = `${date}/${region}/s3/aws4_request`;
+  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonicalRequest)].join('\n');
+  const kDate = hmac(`AWS4${secretKey}`, date);
+  const kSigning = hmac(hmac(hmac(kDate, region), 's3'), 'aws4_request');
+  const signature = createHmac('sha256', kSigning).update(stringToSign, 'utf8').digest('hex');
+  return {
+    ...headers,
+    authorization: `AWS4-HMAC-SHA256 Credential=${accessKey}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
+  };
+}
+
+async function upload(cfg, file, size) {
+  const uri = `/${[cfg.bucket, ...cfg.key.split('/')].map(encodeSegment).join('/')}`;
+  const url = `${cfg.proto}://${cfg.endpoint}${uri}`;
+  const headers = sign({
+    method: 'PUT',
+    host: cfg.endpoint,
+    uri,
+    payloadHash: await sha256File(file),
+    accessKey: cfg.accessKey,
+    secretKey: cfg.secretKey,
+    region: cfg.region,
+    extraHeaders: { 'content-length': size, 'content-type': 'application/gzip' },
+  });
+  const client = cfg.proto === 'https' ? https : http;
+  await new Promise((resolve, reject) => {
+    const req = client.request(
+      url,
+      { method: 'PUT', headers, timeout: 60_000, rejectUnauthorized: !cfg.insecure },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => (body += chunk));
+        res.on('end', () => {
+          if (res.statusCode >= 200 && res.statusCode < 300) resolve();
+          else reject(new BackupError(`upload to ${url} answered HTTP ${res.statusCode}: ${body.trim().slice(0, 500)}`));
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => reject(new BackupError(`upload to ${url} failed: ${err.code || ''} ${err.message}`.trim())));
+    createReadStream(file).on('error', (err) => req.destroy(err)).pipe(req);
+  });
+  return url;
+}
+
+async function main() {
+  const cfg = config();
+  const dir = mkdtempSync(path.join(tmpdir(), 'backup-'));
+  const file = path.join(dir, cfg.filename);
+  try {
+    log(`archiving ${cfg.sources} to ${cfg.filename}`);
+    const size = archive(cfg.sources, file);
+    log(`created ${cfg.filename} (${size} bytes)`);
+    const url = await upload(cfg, file, size);
+    log(`uploaded ${cfg.filename} to bucket "${cfg.bucket}" as "${cfg.key}" (${url})`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => log('finished successfully'),
+  (err) => {
+    console.error(`backup: FAILED: ${err instanceof BackupError ? err.message : err.stack || err}`);
+    process.exit(1);
+  },
+);
