@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import crypto from 'node:crypto';
 import swagger from '@fastify/swagger';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -37,7 +37,8 @@ export const redactUrl = (url: string): string => url.replace(/([?&]token=)[^&#]
 export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: d.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // our onResponse hook logs requests, with the token taken out of the URL
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: false,

@@ -10,7 +10,17 @@ import { AppError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { createDockerPort } from '../../src/swarm/dockerode.js';
 import type { DockerPort, ServiceInfo, TaskInfo } from '../../src/swarm/port.js';
-import { IMAGES, REGISTRY, REGISTRY_AUTH } from '../helpers/testbed.js';
+
+// test/helpers/testbed.ts did not exist yet when this was written: the same values as test/swarm/env.sh
+const REGISTRY = '10.77.0.1:5443';
+const REGISTRY_AUTH = { username: 'swarmtest', password: 'swarmtest-pw', serveraddress: REGISTRY };
+const IMAGES = {
+  appV1: `${REGISTRY}/test/app:v1`,
+  dockerCli: `${REGISTRY}/test/docker-cli:latest`,
+  busybox: `${REGISTRY}/test/busybox:latest`,
+};
+/** the app image prints nothing: this says which env a task started with, then idles like the image's CMD */
+const APP_CMD = ['sh', '-c', "echo \"started A=$A\"; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"];
 
 const RUN = `dp-test-${randomBytes(3).toString('hex')}`;
 const docker = new Dockerode(); // the manager: this host's default socket
@@ -18,13 +28,16 @@ const port: DockerPort = createDockerPort({ docker, logger: createLogger(process
 const created = new Set<string>();
 
 /** A plain replicated service made with dockerode itself (not through the port under test). */
-async function makeService(suffix: string, spec: { replicas: number; image: string; constraints?: string[]; env?: string[] }): Promise<string> {
+async function makeService(
+  suffix: string,
+  spec: { replicas: number; image: string; constraints?: string[]; env?: string[]; command?: string[] },
+): Promise<string> {
   const svc = await docker.createService(REGISTRY_AUTH, {
     Name: `${RUN}-${suffix}`,
     Labels: { 'dp-test': RUN },
     Mode: { Replicated: { Replicas: spec.replicas } },
     TaskTemplate: {
-      ContainerSpec: { Image: spec.image, Env: spec.env ?? [] },
+      ContainerSpec: { Image: spec.image, Env: spec.env ?? [], ...(spec.command ? { Command: spec.command } : {}) },
       Placement: { Constraints: spec.constraints ?? [] },
       RestartPolicy: { Condition: 'any', Delay: 1_000_000_000 },
     },
@@ -230,7 +243,7 @@ describe('app service on the manager', () => {
   let appId = '';
 
   beforeAll(async () => {
-    appId = await makeService('app', { replicas: 1, image: IMAGES.appV1, constraints: ['node.role==manager'], env: ['A=1'] });
+    appId = await makeService('app', { replicas: 1, image: IMAGES.appV1, constraints: ['node.role==manager'], env: ['A=1'], command: APP_CMD });
     await runningTask(appId);
   });
 
@@ -283,9 +296,12 @@ describe('app service on the manager', () => {
       return s2?.updateStatus?.state === 'completed' ? s2 : null;
     });
     expect(done.updateStatus?.message).toBeTruthy();
-    const lines = await port.serviceLogs(appId, 50);
-    expect(lines.length).toBeGreaterThan(0);
-    expect(lines.length).toBeLessThanOrEqual(50);
+    const lines = await until('log of the new task', 30_000, async () => {
+      const l = await port.serviceLogs(appId, 50);
+      return l.includes('started A=2') ? l : null;
+    });
+    expect(lines).toContain('started A=1');
+    expect(await port.serviceLogs(appId, 1)).toHaveLength(1);
   });
 });
 

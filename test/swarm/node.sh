@@ -30,7 +30,12 @@ fi
 mount -t tmpfs -o mode=755 tmpfs /run
 
 mkdir -p "$data_root" "$exec_root" "$(dirname "$pidfile")" "$(dirname "$host_sock")"
+# a configuration of its own (not the host's /etc/docker/daemon.json) and its own identity key
+# (not /etc/docker/key.json): `docker info` shows each node with a distinct engine ID
+config=$(dirname "$data_root")/daemon.json
+printf '{ "deprecated-key-path": "%s/key.json" }\n' "$(dirname "$data_root")" >"$config"
 exec dockerd \
+  --config-file "$config" \
   --data-root "$data_root" \
   --exec-root "$exec_root" \
   --pidfile "$pidfile" \
