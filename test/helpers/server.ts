@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { tempDbPath } from './engine-fixture.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  dbPath: string;
+  proc: ChildProcess;
+  /** everything the process wrote, stdout and stderr */
+  output: () => string;
+  /** SIGKILL, and wait for the exit */
+  kill9: () => Promise<void>;
+  stop: () => Promise<void>;
+  /** fetch with the admin token */
+  api: (method: string, url: string, body?: unknown, token?: string) => Promise<{ status: number; json: any; headers: Headers }>;
+}
+
+export const ADMIN_TOKEN = 'cluster-admin-token';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** the real server (`src/main.ts`) as a child process, so a test can kill -9 it and start it again on the same database */
+export async function startServer(env: Record<string, string> = {}, opts: { dbPath?: string; port?: number } = {}): Promise<RunningServer> {
+  const port = opts.port ?? (await freePort());
+  const dbPath = opts.dbPath ?? tempDbPath();
+  let out = '';
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      SWARM_UTILS_PORT: String(port),
+      SWARM_UTILS_HOST: '127.0.0.1',
+      SWARM_UTILS_DB_PATH: dbPath,
+      SWARM_UTILS_ADMIN_TOKEN_LIST: ADMIN_TOKEN,
+      SWARM_UTILS_LOG_LEVEL: 'debug',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout!.on('data', (d) => (out += String(d)));
+  proc.stderr!.on('data', (d) => (out += String(d)));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const url = `http://127.0.0.1:${port}`;
+  const api: RunningServer['api'] = async (method, u, body, token = ADMIN_TOKEN) => {
+    const r = await fetch(url + u, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+    const text = await r.text();
+    let json: unknown = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = text;
+    }
+    return { status: r.status, json, headers: r.headers };
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}:\n${out}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`server did not start within 30 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    port,
+    dbPath,
+    proc,
+    output: () => out,
+    api,
+    kill9: async () => {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** polls GET /jobs/:id until the job is final (or `until` holds) */
+export async function waitJob(s: RunningServer, id: number, ms = 180_000, until?: (job: any) => boolean): Promise<any> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const { json } = await s.api('GET', `/jobs/${id}`);
+    if (until ? until(json) : ['succeeded', 'failed', 'canceled'].includes(json.state)) return json;
+    if (Date.now() > end) throw new Error(`job ${id} not done in ${ms} ms: ${JSON.stringify(json)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
