@@ -41,6 +41,7 @@ export function fanOutSteps(kind: JobKind, wake: () => void, childDone: (parentI
           target: k.targetKind === 'node' ? { node: k.target } : { service: k.target },
           state: k.state,
           error: k.errorCode ? { code: k.errorCode, message: k.errorMessage } : null,
+          ...((k.result as { skipped?: string } | null)?.skipped ? { skipped: (k.result as { skipped: string }).skipped } : {}),
         }));
         ctx.setResult({ children: outcomes });
         const failed = kids.filter((k) => k.state !== 'succeeded');

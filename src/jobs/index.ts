@@ -1,8 +1,10 @@
 import type { JobKind } from '../engine/types.js';
 import type { SubmitCheck } from '../api/jobs-service.js';
+import { cleanKind } from './clean.js';
 import { updateKind } from './update.js';
 
 /** Every job type, by name. A new type is one file plus one line here. */
 export const JOB_KINDS: Record<string, JobKind & SubmitCheck> = {
+  clean: cleanKind,
   update: updateKind,
 };

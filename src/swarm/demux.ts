@@ -134,3 +134,28 @@ export function splitLines(text: string): string[] {
   if (lines[lines.length - 1] === '') lines.pop();
   return lines;
 }
+
+/** RFC 3339 timestamp with its fraction padded to nanoseconds, so keys of one zone sort as strings. */
+function timestampKey(ts: string): string | null {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(ts);
+  if (!m) return null;
+  return `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}${m[3]}`;
+}
+
+/**
+ * Last `tail` lines of service logs fetched with `timestamps: true`, timestamps removed.
+ * Docker applies `tail` per task and streams the tasks' logs one after another, so the lines of
+ * a service with several tasks must be put in time order before taking the tail.
+ */
+export function lastLogLines(lines: string[], tail: number): string[] {
+  let prevKey = '';
+  const keyed = lines.map((line, i) => {
+    const sp = line.indexOf(' ');
+    const key = sp > 0 ? timestampKey(line.slice(0, sp)) : null;
+    // a line without a timestamp stays with the line before it
+    if (key !== null) prevKey = key;
+    return { key: prevKey, i, text: key !== null ? line.slice(sp + 1) : line };
+  });
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
+  return keyed.slice(Math.max(0, keyed.length - tail)).map((k) => k.text);
+}

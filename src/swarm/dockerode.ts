@@ -24,7 +24,7 @@ import type {
   ServiceInfo,
   TaskInfo,
 } from './port.js';
-import { Demuxer, TailBuffer, splitLines } from './demux.js';
+import { Demuxer, TailBuffer, lastLogLines, splitLines } from './demux.js';
 import {
   HELPER_LABEL,
   TERMINAL_TASK_STATES,
@@ -188,13 +188,17 @@ class DockerodePort implements DockerPort {
   }
 
   /** Demultiplexed stdout+stderr of a service's logs, at most `cap` bytes (the end). */
-  private async fetchLogs(serviceId: string, tail: number | 'all', cap: number, signal?: AbortSignal): Promise<string> {
+  private async fetchLogs(
+    serviceId: string,
+    opts: { tail: number; cap: number; timestamps?: boolean; signal?: AbortSignal },
+  ): Promise<string> {
+    const { tail, cap, signal } = opts;
     const stream = await this.dial<NodeJS.ReadableStream & { destroy?: () => void }>('service.logs', serviceId, {
       path: `/services/${encodeURIComponent(serviceId)}/logs?`,
       method: 'GET',
       isStream: true,
       abortSignal: signal,
-      options: { stdout: true, stderr: true, follow: false, tail, timestamps: false },
+      options: { stdout: true, stderr: true, follow: false, tail, timestamps: opts.timestamps ?? false },
       statusCodes: { 200: true, 404: 'no such service', 500: 'server error', 503: 'node is not part of a swarm' },
     });
     const out = new TailBuffer(cap);
@@ -221,8 +225,11 @@ class DockerodePort implements DockerPort {
     demuxer.end();
   }
 
+  /** `tail` is applied per task by Docker: fetch with timestamps, order, then cut to `tail` overall. */
   async serviceLogs(serviceId: string, tail: number): Promise<string[]> {
-    return splitLines(await this.fetchLogs(serviceId, tail, SERVICE_LOGS_CAP));
+    if (tail <= 0) return [];
+    const text = await this.fetchLogs(serviceId, { tail, cap: SERVICE_LOGS_CAP, timestamps: true });
+    return lastLogLines(splitLines(text), tail);
   }
 
   async execLocal(containerId: string, cmd: string[], opts: DeadlineOpts): Promise<ExecResult> {
@@ -311,7 +318,7 @@ class DockerodePort implements DockerPort {
 
   private async helperOutput(ref: HelperRef, exitCode: number | null, signal: AbortSignal): Promise<string> {
     for (let i = 0; ; i++) {
-      const text = await this.fetchLogs(ref.id, HELPER_LOG_LINES, OUTPUT_CAP, signal);
+      const text = await this.fetchLogs(ref.id, { tail: HELPER_LOG_LINES, cap: OUTPUT_CAP, signal });
       // a container that ran may still have its last lines in flight; one that never ran has none
       if (text !== '' || exitCode === null || i >= LOG_RETRIES) return text;
       if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);

@@ -228,6 +228,43 @@ describe('helpers', () => {
     created.delete(ref.id);
   });
 
+  it('a helper whose image cannot be pulled ends rejected, with no exit code', async () => {
+    const ref = await port.createHelper({
+      name: `${RUN}-rejected`,
+      jobId: 4,
+      nodeId: workerId,
+      image: `${REGISTRY}/test/app:does-not-exist`,
+      env: {},
+      mounts: [],
+      auth: REGISTRY_AUTH,
+    });
+    created.add(ref.id);
+    const result = await port.waitHelper(ref, { timeoutMs: 90_000 });
+    expect(result).toMatchObject({ exitCode: null, state: 'rejected', output: '' });
+    expect(result.error).toBeTruthy();
+    await port.removeService(ref.id);
+    created.delete(ref.id);
+  });
+
+  it('a helper no node can take stays pending (with Status.Err) until the deadline', async () => {
+    const ref = await port.createHelper({
+      name: `${RUN}-nonode`,
+      jobId: 5,
+      nodeId: 'nonexistent0000000000000',
+      image: IMAGES.busybox,
+      command: ['true'],
+      env: {},
+      mounts: [],
+    });
+    created.add(ref.id);
+    await expectAppError(port.waitHelper(ref, { timeoutMs: 1500 }), 'TIMEOUT');
+    const [task] = await port.listTasks(ref.id);
+    expect(task).toMatchObject({ state: 'pending', nodeId: null, containerId: null, exitCode: null });
+    expect(task?.error).toMatch(/no suitable node/);
+    await port.removeService(ref.id);
+    created.delete(ref.id);
+  });
+
   it('refuses to adopt a non-helper service of the same name', async () => {
     await makeService('plain', { replicas: 0, image: IMAGES.busybox });
     const e = await expectAppError(
@@ -300,8 +337,9 @@ describe('app service on the manager', () => {
       const l = await port.serviceLogs(appId, 50);
       return l.includes('started A=2') ? l : null;
     });
-    expect(lines).toContain('started A=1');
-    expect(await port.serviceLogs(appId, 1)).toHaveLength(1);
+    // Docker applies `tail` per task; the port gives the service's last lines in time order
+    expect(lines).toEqual(['started A=1', 'started A=2']);
+    expect(await port.serviceLogs(appId, 1)).toEqual(['started A=2']);
   });
 });
 

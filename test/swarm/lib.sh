@@ -75,12 +75,20 @@ pid_of_file() {
   echo "$pid"
 }
 
+# alive <pid>: the process exists and is not a zombie (init here may reap them late)
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
 # stop_pid <pid> <seconds>: TERM, wait, then KILL
 stop_pid() {
   local pid=$1 secs=${2:-10} end
   kill -TERM "$pid" 2>/dev/null || return 0
   end=$((SECONDS + secs))
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     if ((SECONDS >= end)); then
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Demuxer, TailBuffer, demux, splitLines, type StreamName } from '../../src/swarm/demux.js';
+import { Demuxer, TailBuffer, demux, lastLogLines, splitLines, type StreamName } from '../../src/swarm/demux.js';
 
 /** One multiplexed frame as Docker writes it. */
 function frame(stream: 0 | 1 | 2, payload: string | Buffer): Buffer {
@@ -136,5 +136,29 @@ describe('splitLines', () => {
     expect(splitLines('a\r\nb')).toEqual(['a', 'b']);
     expect(splitLines('')).toEqual([]);
     expect(splitLines('\n')).toEqual(['']);
+  });
+});
+
+describe('lastLogLines', () => {
+  it('orders the lines of several tasks by time, then keeps the last ones', () => {
+    const lines = [
+      // task 2 streamed first, then task 1 (as Docker may do)
+      '2026-01-01T10:00:02.500000000Z task2 first',
+      '2026-01-01T10:00:03.000000000Z task2 second',
+      '2026-01-01T10:00:01.000000000Z task1 first',
+      '2026-01-01T10:00:02.100000000Z task1 second',
+    ];
+    expect(lastLogLines(lines, 10)).toEqual(['task1 first', 'task1 second', 'task2 first', 'task2 second']);
+    expect(lastLogLines(lines, 2)).toEqual(['task2 first', 'task2 second']);
+    expect(lastLogLines(lines, 0)).toEqual([]);
+  });
+
+  it('compares fractions of different lengths as numbers and keeps equal times in arrival order', () => {
+    const lines = ['2026-01-01T10:00:00.12Z b', '2026-01-01T10:00:00.1Z a', '2026-01-01T10:00:00.12Z c', '2026-01-01T10:00:00Z first'];
+    expect(lastLogLines(lines, 10)).toEqual(['first', 'a', 'b', 'c']);
+  });
+
+  it('keeps a line without a timestamp after the line before it', () => {
+    expect(lastLogLines(['2026-01-01T10:00:05Z x', 'no stamp', '2026-01-01T10:00:01Z y'], 10)).toEqual(['y', 'x', 'no stamp']);
   });
 });
