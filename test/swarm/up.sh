@@ -101,6 +101,28 @@ create_worker_netns() {
   # image that is not in the test registry fails at once instead of leaving the machine
 }
 
+# the manager's swarm node ID, read from its certificate while the daemon is still starting
+manager_swarm_node_id() {
+  if manager_answers; then
+    dm info --format '{{.Swarm.NodeID}}'
+    return 0
+  fi
+  local crt=/var/lib/docker/swarm/certificates/swarm-node.crt
+  [[ -f $crt ]] || return 0
+  openssl x509 -noout -subject -nameopt multiline -in "$crt" | awk '$1 == "commonName" { print $3 }'
+}
+
+# the stopped worker remembers a swarm whose manager is not ours any more (the manager's swarm
+# was reset). Started like that, its dockerd would not answer for 20 s (swarm start timeout).
+worker_state_stale() {
+  local state mgr
+  state=$(worker_dir "$1")/data/swarm/state.json
+  [[ -s $state ]] || return 1
+  mgr=$(manager_swarm_node_id)
+  [[ -n $mgr ]] || return 0
+  ! jq -e --arg m "$mgr" 'map(.node_id) | index($m)' "$state" >/dev/null 2>&1
+}
+
 start_worker() {
   local name=$1 dir pidfile
   worker_answers "$name" && return 0
@@ -112,6 +134,11 @@ start_worker() {
     stop_worker "$name"
   fi
   kill_worker_leftovers "$name"
+  if worker_state_stale "$name"; then
+    # reset: a clean data root, it joins the current swarm below
+    log "$name: its swarm state belongs to an old swarm: wiping its data root"
+    rm -rf "$dir/data"
+  fi
   create_worker_netns "$name"
   rm -rf "$dir/exec" "$pidfile"
   [[ -f $SU_LOG/$name.log ]] && mv -f "$SU_LOG/$name.log" "$SU_LOG/$name.log.1"
