@@ -7,6 +7,8 @@ import { JOB_KINDS } from './jobs/index.js';
 import { buildApp } from './api/app.js';
 import { createAuthorizer } from './api/auth.js';
 import { createJobsService } from './api/jobs-service.js';
+import { createStatusService } from './api/status-service.js';
+import { createMetrics } from './api/metrics.js';
 import type { Deps } from './engine/types.js';
 import { startScheduler } from './scheduler.js';
 
@@ -23,6 +25,8 @@ async function main(): Promise<void> {
     lockTimeoutMs: config.lockTimeoutMs,
     retentionDays: config.jobRetentionDays,
   });
+  const metrics = createMetrics(db);
+  worker.events.on('finished', (job) => metrics.observeFinished(job));
   await worker.start();
   const scheduler = startScheduler(deps, worker);
 
@@ -32,6 +36,8 @@ async function main(): Promise<void> {
     log,
     auth,
     jobs,
+    status: createStatusService(deps, auth),
+    metrics,
     waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
     ready: async () => {
       const dbOk = isWritable(db);

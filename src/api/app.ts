@@ -8,6 +8,9 @@ import { errorHandler } from './errors.js';
 import type { JobsService } from './jobs-service.js';
 import { jobRoutes } from './routes/jobs.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
+import { statusRoutes } from './routes/status.js';
+import type { StatusService } from './status-service.js';
+import type { Metrics } from './metrics.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -23,6 +26,8 @@ export interface AppDeps {
   log: Logger;
   auth: Authorizer;
   jobs: JobsService;
+  status: StatusService;
+  metrics: Metrics;
   ready: ReadinessCheck;
   /** how long a waitRes request waits for its job */
   waitLimitMs: number;
@@ -67,6 +72,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(healthRoutes, { ready: d.ready });
   await app.register(jobRoutes, { jobs: d.jobs, waitLimitMs: d.waitLimitMs });
+  await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

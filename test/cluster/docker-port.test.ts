@@ -10,21 +10,16 @@ import { AppError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { createDockerPort } from '../../src/swarm/dockerode.js';
 import type { DockerPort, ServiceInfo, TaskInfo } from '../../src/swarm/port.js';
+import { IMAGES, REGISTRY, REGISTRY_AUTH } from '../helpers/testbed.js';
 
-// test/helpers/testbed.ts did not exist yet when this was written: the same values as test/swarm/env.sh
-const REGISTRY = '10.77.0.1:5443';
-const REGISTRY_AUTH = { username: 'swarmtest', password: 'swarmtest-pw', serveraddress: REGISTRY };
-const IMAGES = {
-  appV1: `${REGISTRY}/test/app:v1`,
-  dockerCli: `${REGISTRY}/test/docker-cli:latest`,
-  busybox: `${REGISTRY}/test/busybox:latest`,
-};
 /** the app image prints nothing: this says which env a task started with, then idles like the image's CMD */
 const APP_CMD = ['sh', '-c', "echo \"started A=$A\"; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"];
 
 const RUN = `dp-test-${randomBytes(3).toString('hex')}`;
 const docker = new Dockerode(); // the manager: this host's default socket
-const port: DockerPort = createDockerPort({ docker, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') });
+/** every log line the port writes, at debug: checked for ids and for leaked credentials */
+const logLines: string[] = [];
+const port: DockerPort = createDockerPort({ docker, logger: createLogger('debug', { write: (line: string) => void logLines.push(line) }) });
 const created = new Set<string>();
 
 /** A plain replicated service made with dockerode itself (not through the port under test). */
@@ -332,7 +327,8 @@ describe('app service on the manager', () => {
       const s2 = await port.getService(appId);
       return s2?.updateStatus?.state === 'completed' ? s2 : null;
     });
-    expect(done.updateStatus?.message).toBeTruthy();
+    expect(done.updateStatus?.message).toBe('update completed');
+    expect(done.updateStatus?.completedAt).toBeTruthy();
     const lines = await until('log of the new task', 30_000, async () => {
       const l = await port.serviceLogs(appId, 50);
       return l.includes('started A=2') ? l : null;
@@ -355,5 +351,21 @@ describe('resolveDigest', () => {
     expect(e2.message).not.toContain(REGISTRY_AUTH.password);
     const e3 = await expectAppError(port.resolveDigest(IMAGES.appV1, { ...REGISTRY_AUTH, password: 'wrong-pw-123' }), 'REGISTRY_ERROR');
     expect(e3.message).not.toContain('wrong-pw-123');
+  });
+});
+
+// last in the file: sees the log lines of every test above (tests of a file run in order)
+describe('logging', () => {
+  it('logs Docker calls at debug with the object id and never a password', () => {
+    const calls = logLines.map((l) => JSON.parse(l) as { level: number; op?: string; id?: string; msg: string });
+    const creates = calls.filter((c) => c.op === 'service.create');
+    expect(creates.length).toBeGreaterThan(0);
+    expect(creates.every((c) => c.level === 20 && c.id?.startsWith(RUN))).toBe(true);
+    expect(calls.some((c) => c.op === 'task.list' && c.id)).toBe(true);
+    expect(calls.some((c) => c.op === 'exec.start' && c.id)).toBe(true);
+    expect(calls.some((c) => c.op === 'distribution' && c.id === IMAGES.appV1)).toBe(true);
+    const all = logLines.join('');
+    expect(all).not.toContain(REGISTRY_AUTH.password);
+    expect(all).not.toContain('wrong-pw-123');
   });
 });

@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/api/app.js';
 import { createAuthorizer } from '../../src/api/auth.js';
 import { createJobsService } from '../../src/api/jobs-service.js';
+import { createStatusService } from '../../src/api/status-service.js';
+import { createMetrics } from '../../src/api/metrics.js';
 import { Worker } from '../../src/engine/worker.js';
 import type { JobKind } from '../../src/engine/types.js';
 import type { SubmitCheck } from '../../src/api/jobs-service.js';
@@ -65,6 +67,8 @@ export async function apiFixture(opts: {
     log: log.logger,
     auth,
     jobs: createJobsService(deps, worker, auth, opts.kinds),
+    status: createStatusService(deps, auth),
+    metrics: createMetrics(deps.db),
     ready: async () => ({ ok: true, checks: {} }),
     waitLimitMs: opts.waitLimitMs ?? 5000,
   });

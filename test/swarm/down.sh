@@ -9,6 +9,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $(id -u) == 0 ]] || die "run as root"
+take_lock
 purge=0
 case ${1:-} in
   --purge) purge=1 ;;

@@ -6,6 +6,8 @@ SU_PROJECT=$(cd "$SU_HERE/../.." && pwd)
 # shellcheck source=env.sh
 . "$SU_HERE/env.sh"
 
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+
 # the scripts always address a daemon explicitly
 unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
 export DOCKER_BUILDKIT=0 # legacy builder: there is no buildx here
@@ -15,6 +17,16 @@ SU_CA=$SU_STATE/certs/ca.crt
 SU_CERTS_D=/etc/docker/certs.d/$SU_REGISTRY
 SU_LOG=$SU_STATE/log
 SU_RUN=$SU_STATE/run
+
+# one up.sh / down.sh at a time
+take_lock() {
+  mkdir -p "$SU_STATE"
+  exec 9>"$SU_STATE/.lock"
+  if ! flock -n 9; then
+    log "waiting for another up.sh/down.sh to finish"
+    flock -w 600 9 || die "could not take $SU_STATE/.lock"
+  fi
+}
 
 log() { printf '[swarm %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[swarm] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -211,3 +211,26 @@ describe('health and docs', () => {
     expect(Object.keys(docs.paths)).toEqual(expect.arrayContaining(['/jobs', '/jobs/{id}', '/update', '/healthz', '/readyz']));
   });
 });
+
+describe('status and metrics', () => {
+  it('service status shows the service to its label token with token labels redacted', async () => {
+    const r = await f.app.inject({ url: '/service/status?service=web&logs=5', headers: bearer(WEB_TOKEN) });
+    expect(r.statusCode).toBe(200);
+    const body = r.json();
+    expect(body.service.name).toBe('web');
+    expect(body.labels['swarm-utils.update.token']).toBe('[redacted]');
+    expect(r.body).not.toContain(WEB_TOKEN);
+    expect((await f.app.inject({ url: '/service/status?service=db', headers: bearer(WEB_TOKEN) })).statusCode).toBe(403);
+    expect((await f.app.inject({ url: '/service/status?service=nope', headers: bearer(ADMIN) })).statusCode).toBe(404);
+    expect((await f.app.inject({ url: '/service/status', headers: bearer(ADMIN) })).statusCode).toBe(400);
+  });
+
+  it('metrics: Prometheus text for admins, counting jobs by type and state', async () => {
+    await post('/jobs', { type: 'update', service: 'web', waitRes: true });
+    const r = await f.app.inject({ url: '/metrics', headers: bearer(ADMIN) });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toContain('text/plain');
+    expect(r.body).toMatch(/swarm_utils_jobs\{type="update",state="succeeded"\} 1/);
+    expect((await f.app.inject({ url: '/metrics', headers: bearer(WEB_TOKEN) })).statusCode).toBe(403);
+  });
+});
