@@ -1,5 +1,5 @@
 import { exitOnInvalidConfig, loadConfig } from './config.js';
-import { openDb, isWritable } from './db/index.js';
+import { instanceId, isWritable, openDb } from './db/index.js';
 import { createLogger } from './log.js';
 import { createDockerPort } from './swarm/dockerode.js';
 import { Worker } from './engine/worker.js';
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const db = openDb(config.dbPath);
   const docker = createDockerPort({ logger: log.child({ component: 'docker' }) });
-  const deps: Deps = { db, docker, config, log };
+  const deps: Deps = { db, docker, config, log, instance: instanceId(db) };
 
   const worker = new Worker(deps, JOB_KINDS, {
     concurrency: config.concurrency,

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +42,12 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): number[] {
 /** BEGIN IMMEDIATE: takes SQLite's write lock up front, so a claim never races another writer. */
 export function immediate<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
+}
+
+/** this database's short random id, made once */
+export function instanceId(db: Db): string {
+  db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)").run(crypto.randomBytes(3).toString('hex'));
+  return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
 }
 
 /** true when a write succeeds (used by /readyz) */

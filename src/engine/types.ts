@@ -10,6 +10,8 @@ export interface Deps {
   docker: DockerPort;
   config: Config;
   log: Logger;
+  /** this installation's id (see migrations/0002_meta.sql): prefixes helper names */
+  instance: string;
 }
 
 export interface StepContext {

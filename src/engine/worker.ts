@@ -16,6 +16,7 @@ import {
 import { lockHolders, takeLocks } from '../db/locks.js';
 import { insertSteps } from '../db/steps.js';
 import { fanOutSteps } from './fanout.js';
+import { helperPrefix } from '../jobs/exec.js';
 import { ShutdownSignal, runJob } from './runner.js';
 import type { Deps, JobKind, StepDef } from './types.js';
 
@@ -102,10 +103,16 @@ export class Worker {
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
 
+  /** helpers of this installation (another database's helpers are not ours to adopt or remove) */
+  private async ownHelpers(jobId?: number) {
+    const prefix = helperPrefix(this.deps.instance);
+    return (await this.deps.docker.listHelpers(jobId)).filter((h) => h.name.startsWith(prefix));
+  }
+
   /** helpers whose job is not running any more (it ended while we were down, or never existed) are removed */
   private async removeOrphanHelpers(): Promise<void> {
     try {
-      for (const h of await this.deps.docker.listHelpers()) {
+      for (const h of await this.ownHelpers()) {
         const job = h.jobId === null ? null : getJob(this.deps.db, h.jobId);
         if (job?.state === 'running') continue; // its step re-enters and reattaches to it
         this.deps.log.warn({ helper: h.name, jobId: h.jobId }, 'removing orphan helper service');
@@ -217,7 +224,7 @@ export class Worker {
   private async sweepHelpers(jobId: number): Promise<void> {
     if (this.shutdown.signal.aborted) return;
     try {
-      for (const h of await this.deps.docker.listHelpers(jobId)) await this.deps.docker.removeService(h.id);
+      for (const h of await this.ownHelpers(jobId)) await this.deps.docker.removeService(h.id);
     } catch (e) {
       this.deps.log.warn({ jobId, err: e }, 'could not remove helper services of the job');
     }

@@ -84,7 +84,7 @@ async function prune(ctx: StepContext, what: keyof typeof PRUNE) {
   const timeoutMs = labelMs(node.labels, `swarm-utils.clean.${what}.timeout-ms`, ctx.deps.config.lockMaxExecutionMs);
   const { docker, config } = ctx.deps;
   const ref = await docker.createHelper({
-    name: helperName(ctx.job.id, `${what}-prune`, node.id.slice(0, 12)),
+    name: helperName(ctx.deps.instance, ctx.job.id, `${what}-prune`, node.id.slice(0, 12)),
     jobId: ctx.job.id,
     nodeId: node.id,
     image: config.dockerCliImage,

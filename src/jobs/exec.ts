@@ -55,7 +55,7 @@ async function execRemote(ctx: StepContext, t: TaskInfo, command: string, opts: 
   const { docker, config } = ctx.deps;
   const image = config.dockerCliImage;
   const ref = await docker.createHelper({
-    name: helperName(ctx.job.id, opts.step, t.id),
+    name: helperName(ctx.deps.instance, ctx.job.id, opts.step, t.id),
     jobId: ctx.job.id,
     nodeId: t.nodeId!,
     image,
@@ -75,8 +75,11 @@ async function execRemote(ctx: StepContext, t: TaskInfo, command: string, opts: 
 }
 
 /** deterministic, so a step re-entered after a crash finds (reattaches to) the helper it created */
-export function helperName(jobId: number, step: string, key: string): string {
-  return `swarm-utils-${jobId}-${step}-${key.replace(/[^a-zA-Z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
+export function helperName(instance: string, jobId: number, step: string, key: string): string {
+  return `${helperPrefix(instance)}${jobId}-${step}-${key.replace(/[^a-zA-Z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
 }
+
+/** every helper of this installation starts with it */
+export const helperPrefix = (instance: string): string => `swarm-utils-${instance}-`;
 
 export const tail = (s: string, n = 500): string => (s.length > n ? '…' + s.slice(-n) : s).trim();

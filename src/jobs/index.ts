@@ -1,10 +1,12 @@
 import type { JobKind } from '../engine/types.js';
 import type { SubmitCheck } from '../api/jobs-service.js';
+import { backupKind } from './backup.js';
 import { cleanKind } from './clean.js';
 import { updateKind } from './update.js';
 
 /** Every job type, by name. A new type is one file plus one line here. */
 export const JOB_KINDS: Record<string, JobKind & SubmitCheck> = {
+  backup: backupKind,
   clean: cleanKind,
   update: updateKind,
 };

@@ -34,7 +34,11 @@ export function dockerMessage(e: unknown): string {
   }
   if (Buffer.isBuffer(json) && json.length > 0) return json.toString('utf8').trim();
   if (typeof json === 'string' && json.trim() !== '') return json.trim();
-  if (e instanceof Error) return e.message.trim();
+  if (e instanceof Error) {
+    // stream answers carry no `json`: take the cause out of docker-modem's wrapping
+    const m = /^\(HTTP code \d+\) .*? - ([\s\S]*)$/.exec(e.message);
+    return (m?.[1] ?? e.message).trim();
+  }
   return String(e);
 }
 

@@ -318,7 +318,15 @@ class DockerodePort implements DockerPort {
 
   private async helperOutput(ref: HelperRef, exitCode: number | null, signal: AbortSignal): Promise<string> {
     for (let i = 0; ; i++) {
-      const text = await this.fetchLogs(ref.id, { tail: HELPER_LOG_LINES, cap: OUTPUT_CAP, signal });
+      let text: string;
+      try {
+        text = await this.fetchLogs(ref.id, { tail: HELPER_LOG_LINES, cap: OUTPUT_CAP, signal });
+      } catch (e) {
+        if (statusOf(e) !== 404) throw e;
+        // removed by someone else after its task ended: the outcome is known, only the output is lost
+        this.log.warn({ helper: ref.name, serviceId: ref.id }, 'helper service vanished before its logs were read');
+        return '';
+      }
       // a container that ran may still have its last lines in flight; one that never ran has none
       if (text !== '' || exitCode === null || i >= LOG_RETRIES) return text;
       if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);

@@ -63,7 +63,8 @@ async function expectAppError(p: Promise<unknown>, code: string): Promise<AppErr
     (err: unknown) => err,
   );
   expect(e).toBeInstanceOf(AppError);
-  expect((e as AppError).code).toBe(code);
+  // the message in the comparison says what went wrong when the code differs
+  expect({ code: (e as AppError).code, message: (e as AppError).message }).toMatchObject({ code });
   return e as AppError;
 }
 
@@ -127,6 +128,10 @@ describe('getService', () => {
     expect((await port.listServices()).map((s) => s.id)).toEqual(expect.arrayContaining([webId, webappId]));
     expect(await port.listTasks(webId)).toEqual([]);
     expect(await port.listTasks('doesnotexist0000000000000')).toEqual([]);
+    // Docker's own message, without docker-modem's "(HTTP code 404) … -" wrapping (a stream answer has no json body)
+    const e = await expectAppError(port.serviceLogs('doesnotexist0000000000000', 5), 'DOCKER_ERROR');
+    expect(e.message).toBe('service doesnotexist0000000000000 not found');
+    expect(e.details).toEqual({ statusCode: 404 });
   });
 });
 

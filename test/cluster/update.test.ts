@@ -8,16 +8,19 @@ const WEB = `upd-web-${id}`;
 const OTHER = `upd-other-${id}`;
 const CRASH = `upd-crash-${id}`;
 const PREFAIL = `upd-prefail-${id}`;
+const SLOW = `upd-slow-${id}`;
 const WEB_TOKEN = `web-token-${id}`;
 // a tag of its own, so pushing a new digest under it does not disturb other tests
 const TAG = `upd-${id}`;
 const appImage = (tag: string) => `${REGISTRY}/test/app:${tag}`;
 
 let s: RunningServer;
+// a job waits at most 3 s for a lock, so a second update of a service that takes longer fails LOCK_TIMEOUT
+const ENV = serverEnv({ SWARM_UTILS_LOCK_TIMEOUT: '3_000' });
 
 beforeAll(async () => {
   await pushApp(TAG, `first-${id}`);
-  s = await startServer(serverEnv());
+  s = await startServer(ENV);
   await Promise.all([
     createAppService(WEB, {
       image: appImage(TAG),
@@ -36,7 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await s?.stop();
-  await removeServices(WEB, OTHER, CRASH, PREFAIL);
+  await removeServices(WEB, OTHER, CRASH, PREFAIL, SLOW);
 });
 
 const imagesOf = async (name: string) => (await runningTasks(name)).map((t) => t.Spec.ContainerSpec.Image as string);
@@ -124,9 +127,11 @@ describe('update on the real swarm', () => {
   });
 
   it('two simultaneous updates of one service: one runs, the other 409 LOCK_TIMEOUT', async () => {
+    // exec-pre keeps the first update busy for 6 s, longer than the lock timeout
+    await createAppService(SLOW, { labels: { 'swarm-utils.update.exec-pre': 'sleep 6' } });
     const [a, b] = await Promise.all([
-      s.api('POST', '/jobs', { type: 'update', service: OTHER, image: IMAGES.appV2, waitRes: true }),
-      s.api('POST', '/jobs', { type: 'update', service: OTHER, image: IMAGES.appV1, waitRes: true }),
+      s.api('POST', '/jobs', { type: 'update', service: SLOW, image: IMAGES.appV2, waitRes: true }),
+      s.api('POST', '/jobs', { type: 'update', service: SLOW, image: IMAGES.appV1, waitRes: true }),
     ]);
     expect([a.status, b.status].sort()).toEqual([200, 409]);
     const loser = a.status === 409 ? a : b;
@@ -158,7 +163,7 @@ describe('update on the real swarm', () => {
     await waitJob(s, jobId, 60_000, (j) => j.steps.find((x: any) => x.name === 'wait-rollout')?.state === 'running');
     const specBefore = await inspect(WEB);
     await s.kill9();
-    s = await startServer(serverEnv(), { dbPath: s.dbPath, port: s.port });
+    s = await startServer(ENV, { dbPath: s.dbPath, port: s.port });
     const job = await waitJob(s, jobId);
     expect(job.state, JSON.stringify(job)).toBe('succeeded');
     const after = await inspect(WEB);

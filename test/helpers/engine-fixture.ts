@@ -62,7 +62,7 @@ export function fakeDocker(over: Partial<DockerPort> = {}): DockerPort & { helpe
 }
 
 export function makeDeps(db: Db, docker: DockerPort, config = testConfig(), logger = captureLog().logger): Deps {
-  return { db, docker, config, log: logger };
+  return { db, docker, config, log: logger, instance: 'test01' };
 }
 
 export { openDb };

@@ -23,7 +23,7 @@ remove_services() {
   local ids
   ids=$(dm service ls -q)
   if [[ -n $ids ]]; then
-    log "removing services: $(echo $ids)"
+    log "removing services: ${ids//$'\n'/ }"
     # shellcheck disable=SC2086
     dm service rm $ids >/dev/null || true
   fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Constants of the test swarm. Source it: `. test/swarm/env.sh`.
 # test/helpers/testbed.ts holds the same values for the TypeScript tests: keep them in step.
 

@@ -1,5 +1,5 @@
 # Shared helpers of up.sh, down.sh, check.sh and push-app.sh. Sourced, never run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 SU_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SU_PROJECT=$(cd "$SU_HERE/../.." && pwd)
@@ -24,7 +24,7 @@ take_lock() {
   exec 9>"$SU_STATE/.lock"
   if ! flock -n 9; then
     log "waiting for another up.sh/down.sh to finish"
-    flock -w 600 9 || die "could not take $SU_STATE/.lock"
+    flock -w 300 9 || die "could not take $SU_STATE/.lock"
   fi
 }
 
@@ -144,7 +144,7 @@ kill_worker_leftovers() {
   if [[ -e /var/run/netns/$ns ]]; then
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
     if [[ -n $pids ]]; then
-      log "$name: killing leftover processes in netns $ns: $(echo $pids)"
+      log "$name: killing leftover processes in netns $ns: ${pids//$'\n'/ }"
       # shellcheck disable=SC2086
       kill -KILL $pids 2>/dev/null || true
     fi

@@ -71,10 +71,14 @@ start_manager() {
     die "a manager dockerd (pid $(</var/run/docker.pid)) runs but does not answer"
   fi
   kill_manager_orphans
+  # a containerd killed a moment ago can still be a zombie (this machine's init reaps late):
+  # dockerd would take its pid file for a live containerd and wait for it in vain
+  local pid
+  pid=$(cat /var/run/docker/containerd/containerd.pid 2>/dev/null || true)
+  if [[ -n $pid ]] && ! alive "$pid"; then rm -f /var/run/docker/containerd/containerd.pid; fi
   log "starting manager dockerd (log: $SU_LOG/manager-dockerd.log)"
   rm -f /var/run/docker.pid
-  setsid dockerd </dev/null >>"$SU_LOG/manager-dockerd.log" 2>&1 &
-  STARTED_MANAGER=1
+  setsid dockerd </dev/null >>"$SU_LOG/manager-dockerd.log" 2>&1 9>&- &
 }
 
 # with br_netfilter loaded, frames bridged between the workers pass the host's FORWARD chain,
@@ -86,28 +90,36 @@ ensure_forward_rule() {
 
 # --- workers ---------------------------------------------------------------------------------
 
+# a fresh network namespace for a worker that is about to start
 create_worker_netns() {
+  local name=$1 ns
+  ns=$(worker_ns "$name")
+  [[ -e /var/run/netns/$ns ]] && ip netns del "$ns"
+  ip link del "$(worker_veth "$name")" >/dev/null 2>&1 || true
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ensure_worker_link "$name"
+}
+
+# the worker's veth pair, on the bridge (also repairs a running worker's link after the bridge
+# or the veth was deleted)
+ensure_worker_link() {
   local name=$1 ns veth
   ns=$(worker_ns "$name")
   veth=$(worker_veth "$name")
-  [[ -e /var/run/netns/$ns ]] && ip netns del "$ns"
-  ip link del "$veth" >/dev/null 2>&1 || true
-  ip netns add "$ns"
-  ip link add "$veth" type veth peer name eth0 netns "$ns"
+  if ! ip link show "$veth" >/dev/null 2>&1; then
+    ip -n "$ns" link del eth0 >/dev/null 2>&1 || true
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    ip -n "$ns" addr add "$(worker_ip "$name")/24" dev eth0
+    ip -n "$ns" link set eth0 up
+  fi
   ip link set "$veth" master "$SU_BRIDGE" up
-  ip -n "$ns" addr add "$(worker_ip "$name")/24" dev eth0
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set eth0 up
   # no default route on purpose: a worker reaches only the test network, so a lookup of an
   # image that is not in the test registry fails at once instead of leaving the machine
 }
 
-# the manager's swarm node ID, read from its certificate while the daemon is still starting
+# the manager's swarm node ID, from its certificate (the daemon may still be starting)
 manager_swarm_node_id() {
-  if manager_answers; then
-    dm info --format '{{.Swarm.NodeID}}'
-    return 0
-  fi
   local crt=/var/lib/docker/swarm/certificates/swarm-node.crt
   [[ -f $crt ]] || return 0
   openssl x509 -noout -subject -nameopt multiline -in "$crt" | awk '$1 == "commonName" { print $3 }'
@@ -126,7 +138,10 @@ worker_state_stale() {
 
 start_worker() {
   local name=$1 dir pidfile
-  worker_answers "$name" && return 0
+  if worker_answers "$name"; then
+    ensure_worker_link "$name"
+    return 0
+  fi
   dir=$(worker_dir "$name")
   pidfile=$(worker_pidfile "$name")
   if pid_of_file "$pidfile" dockerd >/dev/null; then
@@ -148,7 +163,7 @@ start_worker() {
     unshare --uts --mount --propagation private \
     bash "$SU_HERE/node.sh" "$name" "$dir/data" "$dir/exec" "$pidfile" "$(worker_bip "$name")" \
     "$(worker_sock "$name")" "$(worker_cgroup "$name")" \
-    </dev/null >"$SU_LOG/$name.log" 2>&1 &
+    </dev/null >"$SU_LOG/$name.log" 2>&1 9>&- &
 }
 
 # --- registry --------------------------------------------------------------------------------
@@ -215,7 +230,7 @@ EOF
   fi
   if pid=$(pid_of_file "$SU_RUN/registry.pid" docker-registry); then stop_pid "$pid" 5; fi
   log "starting registry on $SU_REGISTRY (log: $SU_LOG/registry.log)"
-  setsid docker-registry serve "$conf" </dev/null >>"$SU_LOG/registry.log" 2>&1 &
+  setsid docker-registry serve "$conf" </dev/null >>"$SU_LOG/registry.log" 2>&1 9>&- &
   echo $! >"$SU_RUN/registry.pid"
 }
 
@@ -237,18 +252,19 @@ start_s3() {
   # it stores objects as files under $SU_STATE/s3 and creates the bucket if it is missing
   setsid "$SU_PROJECT/node_modules/.bin/s3rver" --directory "$SU_STATE/s3" \
     --address "$SU_BRIDGE_IP" --port "${SU_S3_ENDPOINT##*:}" --configure-bucket "$SU_S3_BUCKET" \
-    </dev/null >>"$SU_LOG/s3rver.log" 2>&1 &
+    </dev/null >>"$SU_LOG/s3rver.log" 2>&1 9>&- &
   echo $! >"$SU_RUN/s3rver.pid"
 }
 
 # --- swarm -----------------------------------------------------------------------------------
 
+manager_not_pending() { [[ $(dm info --format '{{.Swarm.LocalNodeState}}') != pending ]]; }
+
 ensure_manager_swarm() {
   local state
   state=$(dm info --format '{{.Swarm.LocalNodeState}}')
   if [[ $state == pending ]]; then
-    wait_for 20 "the manager's swarm state to settle" \
-      bash -c '[[ $(docker -H unix://'"$SU_MANAGER_SOCK"' info --format "{{.Swarm.LocalNodeState}}") != pending ]]' || true
+    wait_for 20 "the manager's swarm state to settle" manager_not_pending || true
     state=$(dm info --format '{{.Swarm.LocalNodeState}}')
   fi
   if [[ $state == active &&
@@ -397,7 +413,6 @@ main() {
   ensure_certs
 
   # start whatever is not running, all at once, then wait for each
-  STARTED_MANAGER=0
   start_manager
   for w in $SU_WORKERS; do start_worker "$w"; done
   start_registry

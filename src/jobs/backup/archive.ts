@@ -1,0 +1,89 @@
+/**
+ * Step 4 of a backup: per (node, volume) pair, a helper on that node runs the backup image once with
+ * the volume mounted read-only at /backup/<volume>; it archives and uploads under the key committed
+ * by `resolve`. Each finished pair is committed as it ends, so a re-entered step does not redo it, and
+ * a pair whose helper still exists after a crash is reattached (the helper's name is deterministic).
+ */
+import { AppError } from '../../errors.js';
+import { labelMs } from '../../engine/limits.js';
+import { ShutdownSignal } from '../../engine/runner.js';
+import type { StepContext, StepOutcome } from '../../engine/types.js';
+import { helperName, tail } from '../exec.js';
+import { registryAuthFor } from '../image.js';
+import { LIMIT, type Pair, helperEnv, scrub } from './plan.js';
+import { resolvedOf, serviceById } from './resolve.js';
+
+interface Finished {
+  node: string;
+  volume: string;
+  key: string;
+  finishedAt: string;
+}
+
+export async function archive(ctx: StepContext): Promise<StepOutcome> {
+  const r = resolvedOf(ctx);
+  const svc = await serviceById(ctx, r.serviceId);
+  const timeoutMs = labelMs(svc.labels, LIMIT.upload, ctx.deps.config.lockMaxExecutionMs);
+  const done: Record<string, Finished> = { ...((ctx.detail.done as Record<string, Finished> | undefined) ?? {}) };
+  const todo = r.pairs.filter((p) => !done[p.index]);
+  // nodes in parallel, the volumes of one node one after the other
+  const byNode = new Map<string, Pair[]>();
+  for (const p of todo) byNode.set(p.nodeId, [...(byNode.get(p.nodeId) ?? []), p]);
+  const lines: string[] = [];
+  const outcomes = await Promise.allSettled(
+    [...byNode.values()].map(async (pairs) => {
+      for (const p of pairs) {
+        const output = await archivePair(ctx, p, timeoutMs);
+        done[p.index] = { node: p.node, volume: p.volume, key: p.key, finishedAt: new Date().toISOString() };
+        ctx.save({ done });
+        lines.push(`[${p.node} ${p.volume}] ${lastLine(output)}`);
+      }
+    }),
+  );
+  const errors = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+  if (errors.length) throw firstError(errors);
+  const reused = r.pairs.length - todo.length;
+  const head = `${r.pairs.length} archive(s) uploaded${reused ? ` (${reused} finished before a restart)` : ''}`;
+  return { detail: { done }, output: [head, ...lines].join('\n') };
+}
+
+/** one helper, waited for and removed; its (scrubbed) output, or S3_ERROR with the end of it on a non-zero exit */
+async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number): Promise<string> {
+  const { docker, config } = ctx.deps;
+  const ref = await docker.createHelper({
+    name: helperName(ctx.deps.instance, ctx.job.id, 'archive', String(p.index)),
+    jobId: ctx.job.id,
+    nodeId: p.nodeId,
+    image: config.backupImage,
+    command: ['backup'],
+    env: helperEnv(config.s3, config.backupEnv, p),
+    mounts: [{ type: 'volume', source: p.volume, target: `/backup/${p.volume}`, readOnly: true }],
+    auth: registryAuthFor(config.backupImage, { config }),
+  });
+  ctx.log.info({ helper: ref.name, node: p.node, volume: p.volume, key: p.key }, 'archive helper running');
+  try {
+    const res = await docker.waitHelper(ref, { timeoutMs, signal: ctx.signal });
+    const output = scrub(res.output, config.s3);
+    const what = `the archive of volume ${p.volume} on ${p.node} (${p.key})`;
+    if (res.exitCode === null) {
+      throw new AppError('DOCKER_ERROR', `${what}: the helper did not run (${res.state}): ${scrub(res.error ?? '', config.s3)} ${tail(output)}`.trim());
+    }
+    if (res.exitCode !== 0) throw new AppError('S3_ERROR', `${what} failed with exit code ${res.exitCode}: ${tail(output)}`);
+    ctx.log.info({ helper: ref.name, key: p.key }, 'archive uploaded');
+    return output;
+  } finally {
+    // on a shutdown the helper keeps running: the next process reattaches to it instead of uploading again
+    const shuttingDown = ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal;
+    if (!shuttingDown) await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove archive helper'));
+  }
+}
+
+const lastLine = (text: string): string => tail(text.trim().split('\n').at(-1) ?? '', 300);
+
+/** the first error, its message extended with the others' (each pair's failure is worth reading) */
+function firstError(errors: unknown[]): AppError {
+  const all = errors.map((e) => (e instanceof AppError ? e : new AppError('INTERNAL', e instanceof Error ? e.message : String(e))));
+  const first = all[0]!;
+  if (all.length === 1) return first;
+  return new AppError(first.code, `${all.length} archives failed: ${all.map((e) => `${e.code}: ${e.message}`).join('; ')}`);
+}

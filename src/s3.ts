@@ -1,0 +1,58 @@
+/**
+ * The object store where backups land, as far as swarm-utils itself reads it: does an object exist,
+ * and how big is it. Path-style requests (MinIO, s3rver, Ceph…), region us-east-1.
+ * Error messages name the endpoint, bucket and key, never a credential.
+ */
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { Config } from './config.js';
+import { AppError } from './errors.js';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+}
+
+export interface ObjectStore {
+  /** the object's size, or null when the bucket has no such key */
+  head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
+  close(): void;
+}
+
+export const s3Endpoint = (s3: Pick<Config['s3'], 'domain' | 'https'>): string => `${s3.https ? 'https' : 'http'}://${s3.domain ?? ''}`;
+
+export function createObjectStore(s3: Config['s3']): ObjectStore {
+  const { domain, bucket, accessKey, secretAccessKey } = s3;
+  if (!domain || !bucket || !accessKey || !secretAccessKey) throw new AppError('UNSUPPORTED', 'S3 is not configured');
+  const endpoint = s3Endpoint(s3);
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: accessKey, secretAccessKey },
+    maxAttempts: 3,
+    // an unreachable endpoint must fail the step, not hang it
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+  });
+  const scrub = (text: string) => [secretAccessKey, accessKey].reduce((t, s) => t.split(s).join('[redacted]'), text);
+  return {
+    async head(key, signal) {
+      try {
+        const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+        return { key, size: out.ContentLength ?? 0 };
+      } catch (e) {
+        if (statusOf(e) === 404 || (e as { name?: string } | null)?.name === 'NotFound') return null;
+        throw new AppError('S3_ERROR', scrub(`could not read s3://${bucket}/${key} at ${endpoint}: ${describe(e)}`));
+      }
+    },
+    close: () => client.destroy(),
+  };
+}
+
+const statusOf = (e: unknown): number | undefined => (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+
+function describe(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const status = statusOf(e);
+  const code = (e as { code?: string }).code;
+  return [e.name, status ? `HTTP ${status}` : null, code ?? null, e.message].filter(Boolean).join(': ');
+}
