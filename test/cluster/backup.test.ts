@@ -1,6 +1,7 @@
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import Database from 'better-sqlite3';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { S3, dockerFor } from '../helpers/testbed.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
@@ -285,8 +286,9 @@ async function killAt(when: (job: any) => boolean, needHelper = false): Promise<
   // no helper left behind (the sweep runs right after the job ends)
   await until(async () => (await helpersOf(jobId)).length === 0, 15_000, 'helpers removed');
   // every archive helper of the job was created exactly once: no (node, volume, date) uploaded twice
-  const creates = await helperCreates(jobId, since);
-  expect(creates.sort()).toEqual([`swarm-utils-${jobId}-archive-0`, `swarm-utils-${jobId}-archive-1`]);
+  const prefix = `swarm-utils-${instanceOf(s)}-${jobId}-archive-`;
+  const creates = await helperCreates(prefix, since);
+  expect(creates.sort()).toEqual([`${prefix}0`, `${prefix}1`]);
   expect(job.result.archives.map((a: any) => a.node).sort()).toEqual(['su-worker-1', 'su-worker-2']);
   const keys = await listKeys();
   for (const a of job.result.archives) expect(keys.filter((k) => k === a.key)).toHaveLength(1);
@@ -319,13 +321,25 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   }
 }
 
-async function helpersOf(jobId: number): Promise<string[]> {
-  const list = await manager.listServices({ filters: { label: [`swarm-utils.helper=${jobId}`] } });
-  return list.map((x: any) => x.Spec.Name as string);
+/** the installation id the server keeps in its database: it prefixes the helper names */
+function instanceOf(server: RunningServer): string {
+  const db = new Database(server.dbPath, { readonly: true });
+  try {
+    return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
+  } finally {
+    db.close();
+  }
 }
 
-/** names of the archive helper services of a job created since `since` (Docker's event log) */
-async function helperCreates(jobId: number, since: number): Promise<string[]> {
+/** helper services of this server's job (another installation's job may carry the same id) */
+async function helpersOf(jobId: number): Promise<string[]> {
+  const list = await manager.listServices({ filters: { label: [`swarm-utils.helper=${jobId}`] } });
+  const prefix = `swarm-utils-${instanceOf(s)}-${jobId}-`;
+  return list.map((x: any) => x.Spec.Name as string).filter((n) => n.startsWith(prefix));
+}
+
+/** names of the services created since `since` whose name starts with `prefix` (Docker's event log) */
+async function helperCreates(prefix: string, since: number): Promise<string[]> {
   const stream = (await manager.getEvents({
     since,
     until: Math.ceil(Date.now() / 1000) + 1,
@@ -337,7 +351,7 @@ async function helperCreates(jobId: number, since: number): Promise<string[]> {
     .split('\n')
     .filter(Boolean)
     .map((line) => JSON.parse(line).Actor?.Attributes?.name as string)
-    .filter((name) => name?.startsWith(`swarm-utils-${jobId}-archive-`));
+    .filter((name) => name?.startsWith(prefix));
 }
 
 function expectNoSecret(x: unknown): void {

@@ -335,14 +335,14 @@ describe('stop / restore / archive steps (fake Docker)', () => {
     docker.removeService = async (id) => void removed.push(id);
     const details: Record<string, Record<string, unknown>> = { resolve: resolved, archive: { done: { 0: { key: 'w1_data_s.tar.gz' } } } };
     const err = await archive(ctxOf(docker, details, 'archive').ctx).catch((e: unknown) => e as AppError);
-    expect(created.map((c) => c.name)).toEqual(['swarm-utils-7-archive-1']);
+    expect(created.map((c) => c.name)).toEqual(['swarm-utils-test01-7-archive-1']);
     expect(created[0]).toMatchObject({
       nodeId: 'n2',
       command: ['backup'],
       mounts: [{ type: 'volume', source: 'data', target: '/backup/data', readOnly: true }],
     });
     expect(created[0]!.env).toMatchObject({ BACKUP_FILENAME: 'w2_data_s.tar.gz', AWS_ENDPOINT: 's3.local:9000', AWS_ENDPOINT_PROTO: 'https' });
-    expect(removed).toEqual(['swarm-utils-7-archive-1']);
+    expect(removed).toEqual(['swarm-utils-test01-7-archive-1']);
     expect((err as AppError).code).toBe('S3_ERROR');
     expect((err as AppError).message).toContain('w2');
     expect((err as AppError).message).not.toContain('the-s3-secret');
