@@ -3,7 +3,7 @@ import zlib from 'node:zlib';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import Database from 'better-sqlite3';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { S3, dockerFor } from '../helpers/testbed.js';
+import { IMAGES, REGISTRY_AUTH, S3, dockerFor } from '../helpers/testbed.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { createAppService, execInTask, hostnameOf, inspect, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
 
@@ -32,13 +32,15 @@ const FAIL = `bk-fail-${id}`;
 const GLOBAL = `bk-global-${id}`;
 const OFF = `bk-off-${id}`;
 const LATE = `bk-late-${id}`;
-const SERVICES = [STOP, TWO, STACKED, KILL, FAIL, GLOBAL, OFF, LATE];
+const CRASHED = `bk-crashed-${id}`;
+const SERVICES = [STOP, TWO, STACKED, KILL, FAIL, GLOBAL, OFF, LATE, CRASHED];
 const VOL = {
   stop: `bk-stop-data-${id}`,
   two: `bk-two-data-${id}`,
   stackData: `${STACK}_data`,
   stackOther: `${STACK}_other`,
   kill: `bk-kill-data-${id}`,
+  crashed: `bk-crashed-data-${id}`,
   misc: `bk-misc-${id}`,
 };
 const STACK_TOKEN = `stack-token-${id}`;
@@ -153,6 +155,28 @@ describe('backup on the real swarm', () => {
     expect(r.json.error.code).toBe('VALIDATION');
     expect(r.json.error.message).toContain('"nope"');
     expect(r.json.error.message).toContain(VOL.misc);
+  });
+
+  it('a service with no running task is archived on the node of its most recent task', async () => {
+    // exits 1 at once, restarted once, then left failed: its tasks stay in the history with their node
+    await manager.createService(REGISTRY_AUTH as any, {
+      Name: CRASHED,
+      Labels: enabled(),
+      TaskTemplate: {
+        ContainerSpec: { Image: IMAGES.appCrash, Mounts: [vol(VOL.crashed)] },
+        Placement: { Constraints: ['node.hostname==su-worker-2'] },
+        RestartPolicy: { Condition: 'on-failure', MaxAttempts: 1, Delay: 100_000_000 },
+      },
+      Mode: { Replicated: { Replicas: 1 } },
+    } as any);
+    await until(async () => {
+      const tasks = await manager.listTasks({ filters: { service: [CRASHED] } });
+      return tasks.length >= 2 && tasks.every((t: any) => ['failed', 'rejected', 'shutdown', 'complete'].includes(t.Status.State));
+    }, 60_000, 'both tasks failed');
+    const r = await s.api('POST', '/jobs', { type: 'backup', service: CRASHED, waitRes: true });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.steps[0].detail.tasks).toEqual([]);
+    expect(r.json.result.archives.map((a: any) => [a.node, a.volume])).toEqual([['su-worker-2', VOL.crashed]]);
   });
 
   it('S3 unreachable: S3_ERROR with the upload error, the service is back at its replica count', async () => {

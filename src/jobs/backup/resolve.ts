@@ -87,7 +87,9 @@ async function tasksAndNodes(ctx: StepContext, svc: ServiceInfo): Promise<{ task
     return { tasks, nodes };
   }
   const latest = all.filter((t) => t.nodeId).sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))[0];
-  if (!latest) throw new AppError('NOT_FOUND', `service ${svc.name} has no task on any node: no node holds its volumes`);
+  if (!latest) {
+    throw new AppError('NOT_FOUND', `service ${svc.name} has no task, running or past, so no node is known to hold its volumes (scale it up to back it up)`);
+  }
   return { tasks: [], nodes: [{ nodeId: latest.nodeId!, node: hostname(latest.nodeId!) }] };
 }
 
