@@ -53,6 +53,7 @@ export function createJobsService(
       await kind.precheck?.(deps, { node });
       return { kind: 'node', name: node.hostname };
     }
+    await kind.precheck?.(deps, {});
     return { kind: 'all', name: null };
   }
 

@@ -1,7 +1,7 @@
 import type { SubmitCheck } from '../api/jobs-service.js';
 import type { JobKind, StepDef, Target } from '../engine/types.js';
 import { archive } from './backup/archive.js';
-import { execStep, refusal, resolve } from './backup/resolve.js';
+import { execStep, refusal, resolve, s3Refusal } from './backup/resolve.js';
 import { restore, stop } from './backup/scale.js';
 import { verify } from './backup/verify.js';
 import { L, flag } from './labels.js';
@@ -26,7 +26,12 @@ export const backupKind: JobKind & SubmitCheck = {
     { name: 'verify', run: verify },
   ],
   precheck(deps, { service }) {
-    if (!service) return;
+    if (!service) {
+      // all=true: nothing to back up anywhere without S3
+      const s3 = s3Refusal(deps.config);
+      if (s3) throw s3;
+      return;
+    }
     const refused = refusal(service, deps.config);
     if (refused) throw refused;
   },

@@ -2,6 +2,7 @@ import { AppError } from '../errors.js';
 import type { StepContext } from '../engine/types.js';
 import type { ExecResult, TaskInfo } from '../swarm/port.js';
 import { registryAuthFor } from './image.js';
+import { ShutdownSignal } from '../engine/runner.js';
 
 export interface ExecOutcome {
   task: string;
@@ -31,10 +32,12 @@ export async function execInTasks(
   command: string,
   opts: { step: string; timeoutMs: number },
 ): Promise<ExecOutcome[]> {
-  const self = await ctx.deps.docker.self();
-  const outcomes = await Promise.all(
+  const [self, nodes] = await Promise.all([ctx.deps.docker.self(), ctx.deps.docker.listNodes()]);
+  const raw = await Promise.all(
     tasks.map((t) => (t.nodeId === self.nodeId ? execLocal(ctx, t, command, opts.timeoutMs) : execRemote(ctx, t, command, opts))),
   );
+  // operators read hostnames, not node ids
+  const outcomes = raw.map((o) => ({ ...o, node: nodes.find((n) => n.id === o.node)?.hostname ?? o.node }));
   const failed = outcomes.filter((o) => o.exitCode !== 0);
   if (failed.length) {
     const what = failed.map((o) => `container ${o.container.slice(0, 12)} on node ${o.node}: exit ${o.exitCode ?? 'none'}: ${tail(o.output)}`);
@@ -70,7 +73,10 @@ async function execRemote(ctx: StepContext, t: TaskInfo, command: string, opts: 
     const output = r.exitCode === null ? `helper did not run (${r.state}): ${r.error ?? ''}\n${r.output}` : r.output;
     return { task: t.id, node: t.nodeId!, container: t.containerId!, exitCode: r.exitCode, output };
   } finally {
-    await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove helper'));
+    // on shutdown the helper stays: the next process re-enters this step and reattaches to it
+    if (!(ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal)) {
+      await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove helper'));
+    }
   }
 }
 

@@ -54,12 +54,15 @@ const s3 = new S3Client({
 });
 
 let s: RunningServer;
+/** installation ids of the servers this file started: their helpers' leftover containers are removed at the end */
+const instances = new Set<string>();
 
 const vol = (name: string) => ({ Type: 'volume' as const, Source: name, Target: `/${name.endsWith('_other') ? 'other' : 'data'}` });
 const enabled = (extra: Record<string, string> = {}) => ({ 'swarm-utils.backup.enable': 'true', ...extra });
 
 beforeAll(async () => {
   s = await startServer(env);
+  instances.add(instanceOf(s));
   await Promise.all([
     createAppService(STOP, {
       constraints: [`node.hostname==${W1}`],
@@ -86,6 +89,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.stop();
   await removeServices(...SERVICES);
+  await removeHelperContainers();
   await removeVolumes(Object.values(VOL));
   await deletePrefix().catch(() => undefined);
 });
@@ -182,6 +186,7 @@ describe('backup on the real swarm', () => {
   it('S3 unreachable: S3_ERROR with the upload error, the service is back at its replica count', async () => {
     const port = await closedPort();
     const other = await startServer(serverEnv(s3Env(`10.77.0.1:${port}`)));
+    instances.add(instanceOf(other));
     try {
       const r = await other.api('POST', '/jobs', { type: 'backup', service: STOP, waitRes: true });
       expect(r.status, JSON.stringify(r.json)).toBe(502);
@@ -432,13 +437,31 @@ function untar(buf: Buffer): Map<string, Buffer> {
   return files;
 }
 
-/** volumes are per node: remove ours wherever a task created them (containers go away a moment after their service) */
+/** the stopped containers our helpers left on each node (see removeVolumes) */
+async function removeHelperContainers(): Promise<void> {
+  for (const d of ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n))) {
+    for (const inst of instances) {
+      for (const c of await d.listContainers({ all: true, filters: { name: [`swarm-utils-${inst}-`] } })) {
+        await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      }
+    }
+  }
+}
+
+/**
+ * Volumes are per node: remove ours wherever a task or helper created them. The containers of removed
+ * replicated-job services stay behind on Docker 20.10 (moby/moby#44312) and keep the volume in use, so
+ * the stopped containers that mount one of our volumes go first.
+ */
 async function removeVolumes(names: string[]): Promise<void> {
   const daemons = ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n));
   const end = Date.now() + 30_000;
   for (const d of daemons) {
     for (const name of names) {
       for (;;) {
+        for (const c of await d.listContainers({ all: true, filters: { volume: [name] } })) {
+          await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+        }
         const err = await d.getVolume(name).remove().then(() => null, (e: any) => e);
         if (!err || err.statusCode === 404 || Date.now() > end) break;
         await new Promise((r) => setTimeout(r, 1000));

@@ -234,3 +234,19 @@ describe('status and metrics', () => {
     expect((await f.app.inject({ url: '/metrics', headers: bearer(WEB_TOKEN) })).statusCode).toBe(403);
   });
 });
+
+describe('backup submission checks (real backup kind, fake Docker)', () => {
+  it('backup all without S3 settings: 422 UNSUPPORTED naming the variables, nothing created', async () => {
+    const { backupKind } = await import('../../src/jobs/backup.js');
+    const g = await apiFixture({ services: [fakeService('db', { 'swarm-utils.backup.enable': 'true' })], kinds: { backup: backupKind } });
+    try {
+      const r = await g.app.inject({ method: 'POST', url: '/backup?all=true', headers: bearer(ADMIN) });
+      expect(r.statusCode).toBe(422);
+      expect(r.json().error).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringContaining('SWARM_UTILS_S3_DOMAIN') });
+      const list = await g.app.inject({ url: '/jobs', headers: bearer(ADMIN) });
+      expect(list.json().jobs).toEqual([]);
+    } finally {
+      await g.close();
+    }
+  });
+});

@@ -34,12 +34,18 @@ export const S3_VARS = ['SWARM_UTILS_S3_DOMAIN', 'SWARM_UTILS_S3_BUCKET_NAME', '
 /** why this service cannot be backed up now (NOT_ENABLED / UNSUPPORTED), checked at submission and again when the job runs */
 export function refusal(svc: ServiceInfo, config: Pick<Config, 's3'>): AppError | null {
   if (!flag(svc.labels, L.backupEnable, false)) return new AppError('NOT_ENABLED', `service ${svc.name} does not have ${L.backupEnable}=true`);
+  const s3 = s3Refusal(config);
+  if (s3) return s3;
+  if (flag(svc.labels, L.backupStop, false) && svc.mode !== 'replicated') {
+    return new AppError('UNSUPPORTED', `${L.backupStop}=true needs a replicated service; ${svc.name} is ${svc.mode} and cannot be scaled to 0`);
+  }
+  return null;
+}
+
+export function s3Refusal(config: Pick<Config, 's3'>): AppError | null {
   const s3 = config.s3;
   if (!s3.domain || !s3.bucket || !s3.accessKey || !s3.secretAccessKey) {
     return new AppError('UNSUPPORTED', `backups need S3: set ${S3_VARS.join(', ')}`);
-  }
-  if (flag(svc.labels, L.backupStop, false) && svc.mode !== 'replicated') {
-    return new AppError('UNSUPPORTED', `${L.backupStop}=true needs a replicated service; ${svc.name} is ${svc.mode} and cannot be scaled to 0`);
   }
   return null;
 }
