@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import Dockerode from 'dockerode';
 import Database from 'better-sqlite3';
-import { IMAGES, REGISTRY_AUTH, dockerFor, run } from '../helpers/testbed.js';
+import { REGISTRY, REGISTRY_AUTH, dockerFor, pushApp, run } from '../helpers/testbed.js';
 import { startServer, type RunningServer } from '../helpers/server.js';
 import { createAppService, execInTask, manager, removeServices, runningTasks, serverEnv, uid } from '../helpers/cluster.js';
 
@@ -25,23 +25,27 @@ async function nodeLabel(hostname: string, key: string, value: string | null): P
   await node.update({ version: info.Version.Index, ...info.Spec, Labels: labels });
 }
 
+// an image of this run only: no other test's container can keep it in use
+const LITTER = `${REGISTRY}/test/app:litter-${id}`;
+
 /** a stopped container that wrote 200 kB, and a pulled image nothing uses, on one node */
 async function litter(d: Dockerode): Promise<{ container: string; image: string }> {
   await new Promise<void>((resolve, reject) =>
-    d.pull(IMAGES.busybox, { authconfig: REGISTRY_AUTH }, (err: unknown, stream?: NodeJS.ReadableStream) => {
+    d.pull(LITTER, { authconfig: REGISTRY_AUTH }, (err: unknown, stream?: NodeJS.ReadableStream) => {
       if (err || !stream) return reject(err);
       d.modem.followProgress(stream, (e: unknown) => (e ? reject(e) : resolve()));
     }),
   );
-  const c = await d.createContainer({ Image: IMAGES.busybox, Cmd: ['sh', '-c', 'dd if=/dev/zero of=/junk bs=1k count=200'] });
+  const c = await d.createContainer({ Image: LITTER, Cmd: ['sh', '-c', 'dd if=/dev/zero of=/junk bs=1k count=200'] });
   await c.start();
   await c.wait();
-  return { container: c.id, image: IMAGES.busybox };
+  return { container: c.id, image: LITTER };
 }
 
 const exists = async (p: Promise<unknown>) => p.then(() => true, () => false);
 
 beforeAll(async () => {
+  await pushApp(`litter-${id}`, `litter-${id}`);
   daemons.manager = manager;
   daemons[W1] = dockerFor(W1);
   daemons[W2] = dockerFor(W2);
@@ -51,6 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.stop();
   await removeServices(SVC, HANG);
+  for (const d of Object.values(daemons)) await d.getImage(LITTER).remove().catch(() => undefined);
   await nodeLabel(W2, 'swarm-utils.clean.image.enable', null).catch(() => undefined);
   await nodeLabel(W1, 'swarm-utils.clean.token-list', null).catch(() => undefined);
 });
