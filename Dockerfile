@@ -11,8 +11,8 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 WORKDIR /app
+# the image's default database path (SPEC §2); a checkout defaults to ./data/swarm-utils.db
 ENV NODE_ENV=production \
-    SWARM_UTILS_IN_IMAGE=1 \
     SWARM_UTILS_DB_PATH=/data/swarm-utils.db
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

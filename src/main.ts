@@ -14,7 +14,8 @@ import { startScheduler } from './scheduler.js';
 
 /** start-up: config → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
 async function main(): Promise<void> {
-  const config = exitOnInvalidConfig(loadConfig(process.env, { inImage: process.env.SWARM_UTILS_IN_IMAGE === '1' }));
+  // the image sets SWARM_UTILS_DB_PATH=/data/swarm-utils.db itself (Dockerfile)
+  const config = exitOnInvalidConfig(loadConfig(process.env));
   const log = createLogger(config.logLevel);
   const db = openDb(config.dbPath);
   const docker = createDockerPort({ logger: log.child({ component: 'docker' }) });
