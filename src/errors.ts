@@ -54,10 +54,3 @@ export class AppError extends Error {
 }
 
 export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
-
-/** Wrap anything thrown by a dependency into an AppError with the given code, keeping AppErrors as they are. */
-export function asAppError(e: unknown, code: ErrorCode): AppError {
-  if (e instanceof AppError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  return new AppError(code, msg);
-}

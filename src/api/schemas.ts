@@ -82,4 +82,3 @@ export const StatusQuery = z.strictObject({
   logs: z.coerce.number().int().min(0).max(1000).default(0),
 });
 
-export { targetRules };

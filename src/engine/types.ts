@@ -49,15 +49,6 @@ export interface Target {
   name: string | null;
 }
 
-/** Who asked for a job, without the token itself. */
-export interface Requester {
-  admin: boolean;
-  /** full sha-256 of the token (matching label tokens); null for cron */
-  hash: string | null;
-  /** short form for display */
-  short: string | null;
-}
-
 /** The targets a requester may act on, for `all` jobs. */
 export interface TargetGrant {
   /** null: everything (admin / cron) */

@@ -131,7 +131,3 @@ async function rolloutVerdict(ctx: StepContext, svc: ServiceInfo, image: string,
   }
   return null;
 }
-
-export function updateSummary(job: JobRow): string {
-  return `update ${job.target}${job.params.image ? ` to ${String(job.params.image)}` : ''}`;
-}
