@@ -52,11 +52,14 @@ async function execLabel(ctx: StepContext, label: string, step: string) {
 
 async function resolveImage(ctx: StepContext) {
   const svc = await serviceOf(ctx);
-  const requested = (ctx.job.params.image as string | undefined) ?? svc.image;
+  const given = ctx.job.params.image as string | undefined;
+  const requested = given ?? svc.image;
   const ref = parseImage(requested);
   if (!ref) throw new AppError('VALIDATION', `image "${requested}" is not a valid reference`);
-  const image = tagged(ref);
-  const digest = await ctx.deps.docker.resolveDigest(image, authFor(ctx, image, svc));
+  // a digest the request names is honoured (and checked in the registry); otherwise the tag is resolved again
+  const pinned = given !== undefined && ref.digest !== null;
+  const image = pinned ? `${ref.name}${ref.tag ? `:${ref.tag}` : ''}` : tagged(ref);
+  const digest = await ctx.deps.docker.resolveDigest(pinned ? `${ref.name}@${ref.digest}` : image, authFor(ctx, image, svc));
   const newImage = `${image}@${digest}`;
   const forced = stripDigest(svc.image) === image && parseImage(svc.image)?.digest === digest;
   return {
