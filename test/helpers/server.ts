@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import Dockerode from 'dockerode';
 import { tempDbPath } from './engine-fixture.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -97,8 +99,30 @@ export async function startServer(env: Record<string, string> = {}, opts: { dbPa
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
       if (proc.exitCode === null) proc.kill('SIGKILL');
       await exited;
+      await removeHelpersOf(dbPath);
     },
   };
+}
+
+/**
+ * A stopped server leaves the helpers of its running jobs for the next process to reattach (as in
+ * production). A test server's database is thrown away, so its helpers go with it.
+ */
+async function removeHelpersOf(dbPath: string): Promise<void> {
+  let instance: string | undefined;
+  try {
+    const db = new Database(dbPath, { readonly: true });
+    instance = db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string | undefined;
+    db.close();
+  } catch {
+    return;
+  }
+  if (!instance) return;
+  const docker = new Dockerode();
+  const helpers = await docker.listServices({ filters: { label: ['swarm-utils.helper'] } }).catch(() => []);
+  for (const h of helpers) {
+    if (h.Spec?.Name?.startsWith(`swarm-utils-${instance}-`)) await docker.getService(h.ID).remove().catch(() => undefined);
+  }
 }
 
 /** polls GET /jobs/:id until the job is final (or `until` holds) */
