@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const config = exitOnInvalidConfig(loadConfig(process.env));
   const log = createLogger(config.logLevel);
   const db = openDb(config.dbPath);
-  const docker = createDockerPort({ logger: log.child({ component: 'docker' }) });
+  const docker = createDockerPort({ logger: log }); // the port adds component: 'docker' itself
   const deps: Deps = { db, docker, config, log, instance: instanceId(db) };
 
   const worker = new Worker(deps, JOB_KINDS, {

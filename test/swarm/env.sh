@@ -30,4 +30,6 @@ export SU_IMAGE_APP_V2=$SU_REGISTRY/test/app:v2
 export SU_IMAGE_APP_CRASH=$SU_REGISTRY/test/app:crash
 export SU_IMAGE_DOCKER_CLI=$SU_REGISTRY/test/docker-cli:latest
 export SU_IMAGE_BACKUP=$SU_REGISTRY/test/backup:latest
-export SU_IMAGES="$SU_IMAGE_BUSYBOX $SU_IMAGE_APP_V1 $SU_IMAGE_APP_V2 $SU_IMAGE_APP_CRASH $SU_IMAGE_DOCKER_CLI $SU_IMAGE_BACKUP"
+# node + its libraries + busybox + CA bundle: the base of the swarm-utils image stand-in
+export SU_IMAGE_NODE=$SU_REGISTRY/test/node:20
+export SU_IMAGES="$SU_IMAGE_BUSYBOX $SU_IMAGE_APP_V1 $SU_IMAGE_APP_V2 $SU_IMAGE_APP_CRASH $SU_IMAGE_DOCKER_CLI $SU_IMAGE_BACKUP $SU_IMAGE_NODE"

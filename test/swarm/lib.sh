@@ -254,3 +254,24 @@ copy_with_libs() {
     cp -L "$lib" "$root$lib"
   done
 }
+
+# build_node_image: $SU_IMAGE_NODE from the host's node (the one node_modules' native addons
+# were built for), its libraries, busybox and the CA bundle; pushed. Needs ensure_login and
+# ensure_base_local first.
+build_node_image() {
+  local ctx=$SU_STATE/build/node node version
+  node=$(command -v node) || die "node is missing"
+  version=$("$node" --version)
+  [[ $version == v20.* ]] || log "warning: $SU_IMAGE_NODE gets the host's node $version"
+  rm -rf "$ctx" && mkdir -p "$ctx/rootfs/usr/bin" "$ctx/rootfs/etc/ssl/certs"
+  cp "$SU_HERE/images/node/Dockerfile" "$ctx/"
+  copy_with_libs "$node" "$ctx/rootfs"
+  [[ $node == /usr/bin/node ]] || ln -sf "$node" "$ctx/rootfs/usr/bin/node"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
+  local out
+  if ! out=$(dm build --build-arg "NODE_VERSION=${version#v}" -t "$SU_IMAGE_NODE" "$ctx" 2>&1); then
+    printf '%s\n' "$out" >&2
+    die "docker build of $SU_IMAGE_NODE failed"
+  fi
+  push_image "$SU_IMAGE_NODE"
+}

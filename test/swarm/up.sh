@@ -398,6 +398,7 @@ ensure_images() {
       "$SU_IMAGE_APP_CRASH") build_crash ;;
       "$SU_IMAGE_DOCKER_CLI") build_docker_cli ;;
       "$SU_IMAGE_BACKUP") build_backup ;;
+      "$SU_IMAGE_NODE") build_node_image ;;
       *) die "no recipe for $ref" ;;
     esac
   done

@@ -1,0 +1,379 @@
+/**
+ * The production deployment path on the real test swarm, as the README's "Production deployment"
+ * says: the image, the admin token secret, the manager labelled swarm-utils.data=true, then
+ * `docker stack deploy --with-registry-auth -c swarm-stack.yml`.
+ *
+ * - The image is a stand-in: node:20-bookworm-slim cannot be pulled here, so
+ *   test/swarm/images/swarm-utils/build.sh builds the Dockerfile's runtime stage on test/node:20
+ *   from this checkout (dist/ from `npm run build`, node_modules after `npm prune --omit=dev`) and
+ *   pushes it as 10.77.0.1:5443/test/swarm-utils:test (reused while its inputs do not change).
+ * - swarm-stack.yml is deployed unchanged, plus test/swarm/images/swarm-utils/stack.test.yml:
+ *   the registry user and password as Docker secrets read through *_FILE, which the stack does
+ *   not pass (an operator adds them the same way).
+ *
+ * Needs port 8080 on the manager (the stack publishes it in host mode) and the fixed names below;
+ * what an interrupted run left (the stack, its volume, secrets labelled swarm-utils.test=stack)
+ * is removed first. Everything made here is removed in afterAll.
+ */
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGES, REGISTRY, REGISTRY_AUTH, SWARM_SCRIPTS_DIR, run, type RunResult } from '../helpers/testbed.js';
+import { createAppService, execInTask, manager, removeServices, runningTasks, uid } from '../helpers/cluster.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BUILD_SCRIPT = `${SWARM_SCRIPTS_DIR}images/swarm-utils/build.sh`;
+const STACK_OVERRIDE = `${SWARM_SCRIPTS_DIR}images/swarm-utils/stack.test.yml`;
+const IMAGE = `${REGISTRY}/test/swarm-utils:test`;
+
+const STACK = 'su-stack-test';
+const SERVICE = `${STACK}_swarm-utils`;
+const VOLUME = `${STACK}_swarm-utils-data`;
+const NAMESPACE = `com.docker.stack.namespace=${STACK}`;
+/** the manager's address and the port swarm-stack.yml publishes there (mode: host) */
+const BASE_URL = 'http://10.77.0.1:8080';
+const DATA_LABEL = 'swarm-utils.data';
+/** marks the secrets this test creates, so a later run may remove what an interrupted one left */
+const OWN = { key: 'swarm-utils.test', value: 'stack' } as const;
+/** on the manager next to swarm-utils.data=true when this test added it (an interrupted run leaves both) */
+const OWN_LABEL_MARK = 'swarm-utils.test.data-label';
+
+const TOKEN = `stack-admin-${randomBytes(16).toString('hex')}`;
+const APP = `stack-app-${uid()}`;
+const SECRETS: Record<string, string> = {
+  // the name swarm-stack.yml expects (external)
+  swarm_utils_admin_tokens: TOKEN,
+  // the names stack.test.yml expects (external)
+  swarm_utils_registry_user: REGISTRY_AUTH.username,
+  swarm_utils_registry_password: REGISTRY_AUTH.password,
+};
+
+let managerId = '';
+/** repo@sha256:… that build.sh pushed */
+let pushed = '';
+let deployed = false;
+let labelAdded = false;
+const createdSecrets: string[] = [];
+/** the update job, as GET /jobs/:id answered before the stack service was restarted */
+let jobBefore: any = null;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** the docker CLI against the manager, without any SWARM_UTILS_* of the caller's shell (the stack file reads them) */
+async function docker(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; mayFail?: boolean } = {}): Promise<RunResult> {
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CLI_HINTS: 'false' };
+  for (const k of Object.keys(env)) if (k.startsWith('SWARM_UTILS_') || k === 'DOCKER_HOST' || k === 'DOCKER_CONTEXT') delete env[k];
+  const res = await run('docker', args, { cwd: ROOT, env: { ...env, ...opts.env }, timeoutMs: opts.timeoutMs ?? 60_000 });
+  if (res.code !== 0 && !opts.mayFail) throw new Error(`docker ${args.join(' ')} failed (exit ${res.code}):\n${res.stderr}${res.stdout}`);
+  return res;
+}
+
+async function serviceLogs(): Promise<string> {
+  const r = await docker(['service', 'logs', '--raw', '--no-trunc', SERVICE]);
+  return r.stdout + r.stderr;
+}
+
+async function containerLog(containerId: string): Promise<string> {
+  const r = await docker(['logs', containerId]);
+  return r.stdout + r.stderr;
+}
+
+/** what a failed wait prints: the service's tasks and the end of its log */
+async function diagnostics(): Promise<string> {
+  const ps = await docker(['service', 'ps', '--no-trunc', '--format', '{{.Name}} {{.Node}} desired={{.DesiredState}} {{.CurrentState}} {{.Error}}', SERVICE], { mayFail: true });
+  const logs = await docker(['service', 'logs', '--raw', '--no-trunc', '--tail', '30', SERVICE], { mayFail: true });
+  return `docker service ps ${SERVICE}:\n${ps.stdout}${ps.stderr}\nits log (last 30 lines):\n${logs.stdout}${logs.stderr}`;
+}
+
+/** polls `probe` until it returns a value (not null/undefined/false) or the deadline passes */
+async function until<T>(what: string, ms: number, probe: () => Promise<T | null | undefined | false>, diagnose = true): Promise<T> {
+  const end = Date.now() + ms;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== null && v !== undefined && v !== false) return v;
+    } catch (e) {
+      lastError = e;
+    }
+    if (Date.now() > end) {
+      const last = lastError === undefined ? '' : ` (last error: ${message(lastError)})`;
+      throw new Error(`${what}: not reached within ${ms / 1000} s${last}${diagnose ? `\n${await diagnostics()}` : ''}`);
+    }
+    await sleep(300);
+  }
+}
+
+async function api(method: string, path: string, token?: string, timeoutMs = 10_000): Promise<{ status: number; json: any }> {
+  const r = await fetch(BASE_URL + path, {
+    method,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await r.text();
+  try {
+    return { status: r.status, json: JSON.parse(text) };
+  } catch {
+    return { status: r.status, json: text };
+  }
+}
+
+/** the stack service's one task that should run (it has a container once it is starting) */
+async function currentTask(): Promise<any | undefined> {
+  const tasks = await manager.listTasks({ filters: { service: [SERVICE], 'desired-state': ['running'] } });
+  return tasks.find((t: any) => t.Status?.ContainerStatus?.ContainerID);
+}
+
+/** exec in a container on the manager: exit code and output */
+async function execIn(containerId: string, cmd: string[]): Promise<{ code: number | null; output: string }> {
+  const exec = await manager.getContainer(containerId).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  const sink = { write: (c: Buffer) => chunks.push(c) } as unknown as NodeJS.WritableStream;
+  await new Promise<void>((resolve, reject) => {
+    manager.modem.demuxStream(stream, sink, sink);
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  return { code: (await exec.inspect()).ExitCode, output: Buffer.concat(chunks).toString() };
+}
+
+/** sets (or removes) the manager's swarm-utils.data label, with a marker that this test set it */
+async function setManagerLabel(on: boolean): Promise<void> {
+  const node = manager.getNode(managerId);
+  const info = await node.inspect();
+  const labels = { ...info.Spec.Labels };
+  if (on) Object.assign(labels, { [DATA_LABEL]: 'true', [OWN_LABEL_MARK]: 'true' });
+  else for (const k of [DATA_LABEL, OWN_LABEL_MARK]) delete labels[k];
+  await node.update({ version: info.Version.Index, ...info.Spec, Labels: labels });
+}
+
+/** docker stack rm, then wait until its services, containers and network are gone, and remove its volume */
+async function removeStack(): Promise<void> {
+  await docker(['stack', 'rm', STACK], { mayFail: true });
+  const left = async () => {
+    const [services, containers, networks] = await Promise.all([
+      manager.listServices({ filters: { label: [NAMESPACE] } }),
+      manager.listContainers({ all: true, filters: { label: [NAMESPACE] } }),
+      manager.listNetworks({ filters: { label: [NAMESPACE] } }),
+    ]);
+    return { services, containers, networks };
+  };
+  await until(`the services, containers and network of stack ${STACK} to be gone`, 60_000, async () => {
+    const l = await left();
+    // a task's container the agent has not removed yet, once its service is gone, is ours to remove
+    if (!l.services.length) for (const c of l.containers) await manager.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    return l.services.length + l.containers.length + l.networks.length === 0;
+  }, false);
+  await until(`volume ${VOLUME} to be removed`, 30_000, async () => {
+    try {
+      await manager.getVolume(VOLUME).remove();
+      return true;
+    } catch (e: any) {
+      if (e?.statusCode === 404) return true;
+      throw e;
+    }
+  }, false);
+}
+
+async function removeSecret(name: string): Promise<void> {
+  await until(`secret ${name} to be removed`, 30_000, async () => {
+    try {
+      await manager.getSecret(name).remove();
+      return true;
+    } catch (e: any) {
+      if (e?.statusCode === 404) return true;
+      throw e; // in use while the service is going away
+    }
+  }, false);
+}
+
+/** what an interrupted run of this file left behind; refuses to touch secrets it did not create */
+async function removeLeftovers(): Promise<void> {
+  const stale = await manager.listServices({ filters: { name: ['stack-app-'] } });
+  await removeServices(...stale.map((s: any) => s.Spec.Name as string).filter((n) => n.startsWith('stack-app-')));
+  if ((await manager.listServices({ filters: { label: [NAMESPACE] } })).length) await removeStack();
+  else await manager.getVolume(VOLUME).remove().catch(() => undefined);
+  for (const name of Object.keys(SECRETS)) {
+    const secret: any = await manager.getSecret(name).inspect().catch(() => null);
+    if (!secret) continue;
+    if (secret.Spec?.Labels?.[OWN.key] !== OWN.value) {
+      throw new Error(`a Docker secret "${name}" exists that this test did not create (no label ${OWN.key}=${OWN.value}): remove it (docker secret rm ${name}) or run the test on another swarm`);
+    }
+    await removeSecret(name);
+  }
+}
+
+beforeAll(async () => {
+  managerId = (await manager.info()).Swarm.NodeID;
+  await removeLeftovers();
+  const taken = await fetch(`${BASE_URL}/healthz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status, () => null);
+  if (taken !== null) {
+    throw new Error(`${BASE_URL} already answers (HTTP ${taken}): port 8080 on the manager is taken (test/demo.sh's server? a swarm-utils deployed by hand?); stop it and run again`);
+  }
+
+  const build = await run('bash', [BUILD_SCRIPT, IMAGE], { timeoutMs: 180_000 });
+  if (build.code !== 0) throw new Error(`${BUILD_SCRIPT} failed (exit ${build.code}):\n${build.stderr}${build.stdout}`);
+  pushed = build.stdout.trim().split('\n').pop() ?? '';
+  expect(pushed).toMatch(/@sha256:[a-f0-9]{64}$/);
+
+  for (const [name, value] of Object.entries(SECRETS)) {
+    await manager.createSecret({ Name: name, Labels: { [OWN.key]: OWN.value }, Data: Buffer.from(value).toString('base64') });
+    createdSecrets.push(name);
+  }
+  // a label set before (by hand, for a deployment) stays; one this test set is removed after
+  const labels = (await manager.getNode(managerId).inspect()).Spec.Labels ?? {};
+  labelAdded = labels[DATA_LABEL] !== 'true' || labels[OWN_LABEL_MARK] === 'true';
+  if (labelAdded) await setManagerLabel(true);
+
+  deployed = true;
+  // both run to their end before a failure is reported, so afterAll never races a deploy
+  const started = await Promise.allSettled([
+    // the service the deployed instance updates: two tasks, one per worker, pulled with credentials
+    createAppService(APP, { image: IMAGES.appV1, replicas: 2, onWorkers: true }),
+    (async () => {
+      await docker(['stack', 'deploy', '--with-registry-auth', '--detach=true', '-c', 'swarm-stack.yml', '-c', STACK_OVERRIDE, STACK], {
+        env: {
+          SWARM_UTILS_IMAGE: IMAGE,
+          SWARM_UTILS_REGISTRY_URL: `https://${REGISTRY}`,
+          // the most the log says: none of it may hold a secret
+          SWARM_UTILS_LOG_LEVEL: 'debug',
+        },
+      });
+      await until(`${BASE_URL}/healthz of the deployed ${SERVICE}`, 90_000, async () => (await api('GET', '/healthz', undefined, 2_000)).status === 200);
+    })(),
+  ]);
+  for (const r of started) if (r.status === 'rejected') throw r.reason;
+});
+
+afterAll(async () => {
+  const problems: string[] = [];
+  const step = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (e) {
+      problems.push(`${what}: ${message(e)}`);
+    }
+  };
+  await step(`remove service ${APP}`, () => removeServices(APP));
+  if (deployed) await step(`remove stack ${STACK} and volume ${VOLUME}`, removeStack);
+  for (const name of createdSecrets) await step(`remove secret ${name}`, () => removeSecret(name));
+  if (labelAdded) await step(`remove label ${DATA_LABEL} of the manager`, () => setManagerLabel(false));
+  if (problems.length) throw new Error(`clean-up incomplete:\n${problems.join('\n')}`);
+});
+
+describe('production deployment: the image + swarm-stack.yml through docker stack deploy', () => {
+  it('runs one task on the labelled manager, the image pinned by digest, socket and /data volume mounted; /healthz and /readyz answer 200 on port 8080', async () => {
+    const svc: any = await manager.getService(SERVICE).inspect();
+    expect(svc.Spec.TaskTemplate.ContainerSpec.Image).toBe(`${IMAGE}@${pushed.split('@')[1]}`);
+    expect(svc.Spec.Labels).toMatchObject({ 'swarm-utils.self': 'true', 'com.docker.stack.namespace': STACK });
+    expect(svc.Spec.EndpointSpec.Ports).toEqual([expect.objectContaining({ TargetPort: 8080, PublishedPort: 8080, PublishMode: 'host' })]);
+
+    const task = await currentTask();
+    expect(task, await diagnostics()).toBeDefined();
+    expect(task.NodeID).toBe(managerId);
+    const containerId: string = task.Status.ContainerStatus.ContainerID;
+    const c: any = await manager.getContainer(containerId).inspect();
+    // the Dockerfile's runtime stage
+    expect(c.Config.WorkingDir).toBe('/app');
+    expect(c.Config.Cmd).toEqual(['node', 'dist/main.js']);
+    expect(c.Config.Env).toEqual(expect.arrayContaining(['NODE_ENV=production', 'SWARM_UTILS_DB_PATH=/data/swarm-utils.db']));
+    expect(c.Mounts).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Type: 'bind', Source: '/var/run/docker.sock', Destination: '/var/run/docker.sock' }),
+        expect.objectContaining({ Type: 'volume', Name: VOLUME, Destination: '/data' }),
+      ]),
+    );
+
+    expect((await api('GET', '/healthz')).status).toBe(200);
+    // ready: the database on /data is writable and the manager answers through the mounted socket
+    const ready = await api('GET', '/readyz');
+    expect(ready.status, JSON.stringify(ready.json)).toBe(200);
+    expect(ready.json.checks).toEqual({ database: { ok: true }, docker: { ok: true } });
+    expect((await execIn(containerId, ['ls', '/data'])).output).toContain('swarm-utils.db');
+
+    // the image's HEALTHCHECK passes in the deployed container (swarm runs it only after 30 s)
+    const test: string[] = c.Config.Healthcheck?.Test ?? [];
+    expect(test[0]).toBe('CMD-SHELL');
+    const health = await execIn(containerId, ['sh', '-c', test[1] ?? 'exit 99']);
+    expect(health.code, health.output).toBe(0);
+
+    // the admin token list came from the secret
+    expect((await api('GET', '/jobs')).status).toBe(401);
+    expect((await api('GET', '/jobs', TOKEN)).status).toBe(200);
+  });
+
+  it('updates a two-replica service on the workers from v1 to v2 with the admin token and waitRes=true (registry credentials from *_FILE secrets); the log holds no secret', async () => {
+    const r = await api('POST', `/update?service=${APP}&image=${encodeURIComponent(IMAGES.appV2)}&waitRes=true`, TOKEN, 180_000);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const job = r.json;
+    expect(job.state).toBe('succeeded');
+    expect(job.steps.map((s: any) => [s.name, s.state])).toEqual([
+      ['exec-pre', 'skipped'],
+      ['resolve-image', 'done'],
+      ['update-service', 'done'],
+      ['wait-rollout', 'done'],
+      ['exec-post', 'skipped'],
+    ]);
+    expect(job.result.image).toMatch(new RegExp(`^${IMAGES.appV2.replace(/[.]/g, '\\.')}@sha256:[a-f0-9]{64}$`));
+
+    const tasks = await runningTasks(APP);
+    expect(tasks).toHaveLength(2);
+    for (const t of tasks) {
+      expect(t.Spec.ContainerSpec.Image).toBe(job.result.image);
+      expect((await execInTask(t, ['cat', '/version'])).trim()).toBe('v2');
+    }
+
+    const got = await api('GET', `/jobs/${job.id}`, TOKEN);
+    expect(got.status, JSON.stringify(got.json)).toBe(200);
+    expect(got.json).toMatchObject({ id: job.id, type: 'update', state: 'succeeded', target: { service: APP }, result: { image: job.result.image } });
+    jobBefore = got.json;
+
+    // swarm reports the task `starting` until the image's HEALTHCHECK first passes (its interval is
+    // 30 s), and `docker service logs` shows nothing of a task before it runs
+    const logs = await until(`${SERVICE} running (healthy) and the update request in its service log`, 60_000, async () => {
+      if ((await currentTask())?.Status?.State !== 'running') return null;
+      const l = await serviceLogs();
+      return l.includes(`/update?service=${APP}`) ? l : null;
+    });
+    expect(logs).toContain('swarm-utils started');
+    expect(logs).not.toContain(TOKEN);
+    expect(logs).not.toContain(REGISTRY_AUTH.password);
+  });
+
+  it('keeps the job through a forced update of the stack service (stop-first; the database is on the /data volume)', async () => {
+    expect(jobBefore, 'the update test did not record its job').not.toBeNull();
+    const before = await currentTask();
+    expect(before, await diagnostics()).toBeDefined();
+    const oldContainer: string = before.Status.ContainerStatus.ContainerID;
+
+    await docker(['service', 'update', '--force', '--detach', SERVICE]);
+    const after = await until(`a new task of ${SERVICE} answering /readyz`, 90_000, async () => {
+      const t = await currentTask();
+      if (!t || t.ID === before.ID) return null;
+      // stop-first: the old container is gone before the new one answers
+      const old: any = await manager.getContainer(oldContainer).inspect().catch(() => null);
+      if (old?.State?.Running) return null;
+      return (await api('GET', '/readyz', undefined, 2_000)).status === 200 ? t : null;
+    });
+    expect(after.NodeID).toBe(managerId);
+    expect(after.Status.ContainerStatus.ContainerID).not.toBe(oldContainer);
+
+    const got = await api('GET', `/jobs/${jobBefore.id}`, TOKEN);
+    expect(got.status, JSON.stringify(got.json)).toBe(200);
+    expect(got.json).toEqual(jobBefore);
+    const list = await api('GET', '/jobs?type=update', TOKEN);
+    expect(list.json.jobs.map((j: any) => j.id)).toContain(jobBefore.id);
+
+    // the containers' own logs (the new task is `starting` for 30 s, so docker service logs has
+    // nothing of it yet): the first one stopped on SIGTERM, the second one started
+    const [oldLog, newLog] = await Promise.all([containerLog(oldContainer), containerLog(after.Status.ContainerStatus.ContainerID)]);
+    expect(oldLog).toContain('stopping: running jobs resume at the next start');
+    expect(newLog).toContain('swarm-utils started');
+    for (const log of [oldLog, newLog]) {
+      expect(log).not.toContain(TOKEN);
+      expect(log).not.toContain(REGISTRY_AUTH.password);
+    }
+  });
+});
