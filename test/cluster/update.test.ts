@@ -155,6 +155,21 @@ describe('update on the real swarm', () => {
     expect(s.output()).not.toContain(REGISTRY_AUTH.password);
   });
 
+  it('service status and metrics describe the real service and its jobs', async () => {
+    const st = await s.api('GET', `/service/status?service=${WEB}&logs=5`, undefined, WEB_TOKEN);
+    expect(st.status, JSON.stringify(st.json)).toBe(200);
+    expect(st.json.replicas).toEqual({ desired: 2, running: 2 });
+    const running = st.json.tasks.filter((t: any) => t.state === 'running');
+    expect(new Set(running.map((t: any) => t.node))).toEqual(new Set(['su-worker-1', 'su-worker-2']));
+    expect(st.json.labels['swarm-utils.update.token']).toBe('[redacted]');
+    expect(st.json.jobs.length).toBeGreaterThan(0);
+    expect(JSON.stringify(st.json)).not.toContain(WEB_TOKEN);
+    expect((await s.api('GET', `/service/status?service=${OTHER}`, undefined, WEB_TOKEN)).status).toBe(403);
+    const m = await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(m.status).toBe(200);
+    expect(await m.text()).toMatch(/swarm_utils_jobs\{type="update",state="succeeded"\} [1-9]/);
+  });
+
   it('SIGKILL while the rollout converges: the restarted server resumes the job, which succeeds; the service was updated once', async () => {
     await waitRunning(WEB, 2);
     const start = await s.api('POST', '/jobs', { type: 'update', service: WEB, image: IMAGES.appV1 });
