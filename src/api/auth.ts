@@ -1,8 +1,8 @@
-import crypto from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import type { JobRow, JobType } from '../db/jobs.js';
-import { L, list } from '../jobs/labels.js';
+import { L } from '../jobs/labels.js';
+import { grants, sha256, tokenMatches } from '../jobs/tokens.js';
 import type { NodeInfo, ServiceInfo } from '../swarm/port.js';
 
 export interface Caller {
@@ -11,15 +11,6 @@ export interface Caller {
   hash: string;
   /** first 12 hex characters, recorded as "who asked" */
   short: string;
-}
-
-const sha256 = (s: string): Buffer => crypto.createHash('sha256').update(s).digest();
-
-/** constant time whatever the lengths: compares fixed-size digests */
-export function tokenMatches(given: Buffer, candidates: string[]): boolean {
-  let found = false;
-  for (const c of candidates) found = crypto.timingSafeEqual(given, sha256(c)) || found;
-  return found;
 }
 
 /** the token of a request: `Authorization: Bearer <t>` or the `token` query parameter (the original design) */
@@ -40,21 +31,16 @@ export interface Authorizer {
 }
 
 export function createAuthorizer(adminTokens: string[]): Authorizer {
-  const tokenDigests = new WeakMap<Caller, Buffer>();
-  const digestOf = (c: Caller) => tokenDigests.get(c) ?? Buffer.from(c.hash, 'hex');
   return {
     authenticate(req) {
       const token = tokenOf(req);
       if (!token) throw new AppError('UNAUTHORIZED', 'a token is required: Authorization: Bearer <token> or ?token=');
       const digest = sha256(token);
       const hash = digest.toString('hex');
-      const caller: Caller = { admin: tokenMatches(digest, adminTokens), hash, short: hash.slice(0, 12) };
-      tokenDigests.set(caller, digest);
-      return caller;
+      return { admin: tokenMatches(digest, adminTokens), hash, short: hash.slice(0, 12) };
     },
-    canService: (caller, action, svc) =>
-      caller.admin || tokenMatches(digestOf(caller), list(svc.labels[`swarm-utils.${action}.token`])),
-    canNode: (caller, node) => caller.admin || tokenMatches(digestOf(caller), list(node.labels[L.nodeTokenList])),
+    canService: (caller, action, svc) => caller.admin || grants(svc.labels[`swarm-utils.${action}.token`], caller.hash),
+    canNode: (caller, node) => caller.admin || grants(node.labels[L.nodeTokenList], caller.hash),
   };
 }
 

@@ -4,8 +4,7 @@ import { labelMs } from '../engine/limits.js';
 import type { JobKind, StepContext, StepDef, Target } from '../engine/types.js';
 import type { SubmitCheck } from '../api/jobs-service.js';
 import type { NodeInfo } from '../swarm/port.js';
-import { execInTasks, helperName, runningTasks, tail } from './exec.js';
-import { registryAuthFor } from './image.js';
+import { execInTasks, runCliHelper, runningTasks, tail } from './exec.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 import { serviceOf } from './update.js';
@@ -82,27 +81,11 @@ async function prune(ctx: StepContext, what: keyof typeof PRUNE) {
     return { skipped: true, output: `skipped: swarm-utils.clean.${what}.enable=false` };
   }
   const timeoutMs = labelMs(node.labels, `swarm-utils.clean.${what}.timeout-ms`, ctx.deps.config.lockMaxExecutionMs);
-  const { docker, config } = ctx.deps;
-  const ref = await docker.createHelper({
-    name: helperName(ctx.deps.instance, ctx.job.id, `${what}-prune`, node.id.slice(0, 12)),
-    jobId: ctx.job.id,
-    nodeId: node.id,
-    image: config.dockerCliImage,
-    command: PRUNE[what],
-    env: {},
-    mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }],
-    auth: registryAuthFor(config.dockerCliImage, { config }),
-  });
-  try {
-    const r = await docker.waitHelper(ref, { timeoutMs, signal: ctx.signal });
-    if (r.exitCode !== 0) {
-      throw new AppError('EXEC_FAILED', `${PRUNE[what].join(' ')} on ${node.hostname} ended ${r.exitCode ?? r.state}: ${tail(r.error ?? r.output)}`);
-    }
-    const reclaimedBytes = reclaimed(r.output);
-    return { detail: { node: node.hostname, reclaimedBytes }, output: tail(r.output, 2000) };
-  } finally {
-    await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e }, 'could not remove prune helper'));
+  const r = await runCliHelper(ctx, { step: `${what}-prune`, key: node.id.slice(0, 12), nodeId: node.id, command: PRUNE[what], env: {}, timeoutMs });
+  if (r.exitCode !== 0) {
+    throw new AppError('EXEC_FAILED', `${PRUNE[what].join(' ')} on ${node.hostname} ended ${r.exitCode ?? r.state}: ${tail(r.error ?? r.output)}`);
   }
+  return { detail: { node: node.hostname, reclaimedBytes: reclaimed(r.output) }, output: tail(r.output, 2000) };
 }
 
 const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, PB: 1e15 };

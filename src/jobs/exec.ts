@@ -1,6 +1,6 @@
 import { AppError } from '../errors.js';
 import type { StepContext } from '../engine/types.js';
-import type { ExecResult, TaskInfo } from '../swarm/port.js';
+import type { ExecResult, HelperResult, TaskInfo } from '../swarm/port.js';
 import { registryAuthFor } from './image.js';
 import { ShutdownSignal } from '../engine/runner.js';
 
@@ -55,25 +55,43 @@ async function execLocal(ctx: StepContext, t: TaskInfo, command: string, timeout
 }
 
 async function execRemote(ctx: StepContext, t: TaskInfo, command: string, opts: { step: string; timeoutMs: number }): Promise<ExecOutcome> {
+  ctx.log.info({ task: t.id, container: t.containerId, node: t.nodeId }, 'exec in remote container through a helper');
+  const r = await runCliHelper(ctx, {
+    step: opts.step,
+    key: t.id,
+    nodeId: t.nodeId!,
+    command: ['sh', '-c', REMOTE_EXEC],
+    env: { SWARM_UTILS_CONTAINER: t.containerId!, SWARM_UTILS_COMMAND: command },
+    timeoutMs: opts.timeoutMs,
+  });
+  const output = r.exitCode === null ? `helper did not run (${r.state}): ${r.error ?? ''}\n${r.output}` : r.output;
+  return { task: t.id, node: t.nodeId!, container: t.containerId!, exitCode: r.exitCode, output };
+}
+
+/**
+ * Runs `command` in a helper on `nodeId` with the Docker CLI image and that node's socket, waits for it
+ * and removes it. The name is deterministic (a re-entered step reattaches); on shutdown the helper stays
+ * for the next process.
+ */
+export async function runCliHelper(
+  ctx: StepContext,
+  h: { step: string; key: string; nodeId: string; command: string[]; env: Record<string, string>; timeoutMs: number },
+): Promise<HelperResult> {
   const { docker, config } = ctx.deps;
   const image = config.dockerCliImage;
   const ref = await docker.createHelper({
-    name: helperName(ctx.deps.instance, ctx.job.id, opts.step, t.id),
+    name: helperName(ctx.deps.instance, ctx.job.id, h.step, h.key),
     jobId: ctx.job.id,
-    nodeId: t.nodeId!,
+    nodeId: h.nodeId,
     image,
-    command: ['sh', '-c', REMOTE_EXEC],
-    env: { SWARM_UTILS_CONTAINER: t.containerId!, SWARM_UTILS_COMMAND: command },
+    command: h.command,
+    env: h.env,
     mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }],
     auth: registryAuthFor(image, { config }),
   });
-  ctx.log.info({ task: t.id, container: t.containerId, node: t.nodeId, helper: ref.name }, 'exec in remote container through helper');
   try {
-    const r = await docker.waitHelper(ref, { timeoutMs: opts.timeoutMs, signal: ctx.signal });
-    const output = r.exitCode === null ? `helper did not run (${r.state}): ${r.error ?? ''}\n${r.output}` : r.output;
-    return { task: t.id, node: t.nodeId!, container: t.containerId!, exitCode: r.exitCode, output };
+    return await docker.waitHelper(ref, { timeoutMs: h.timeoutMs, signal: ctx.signal });
   } finally {
-    // on shutdown the helper stays: the next process re-enters this step and reattaches to it
     if (!(ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal)) {
       await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove helper'));
     }
