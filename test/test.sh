@@ -36,7 +36,7 @@ status=0
 step "unit tests"
 npx vitest run --project unit --reporter=default --reporter=json --outputFile="$REPORTS/unit.json" || status=1
 step "cluster tests (real swarm)"
-npx vitest run --project cluster --reporter=default --reporter=json --outputFile="$REPORTS/cluster.json" || status=1
+bash test/swarm/exclusive.sh npx vitest run --project cluster --reporter=default --reporter=json --outputFile="$REPORTS/cluster.json" || status=1
 
 # one closing line that any CI reads: "N passed, N failed"
 node -e '

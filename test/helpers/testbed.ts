@@ -1,6 +1,9 @@
 // The test swarm's constants for the cluster tests: the same values as test/swarm/env.sh
 // (keep the two in step). test/swarm/up.sh builds the swarm; see /work/shared/TESTBED.md.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import { constants, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import Dockerode from 'dockerode';
@@ -28,6 +31,21 @@ export const S3 = {
   region: 'us-east-1',
 } as const;
 
+/**
+ * The tag test/swarm/env.sh gives a stand-in built from test/swarm/images/<dir> (su_image_tag):
+ * sha-256 over "<path> <sha-256 of the file>" lines in byte order, then "node <major>".
+ */
+export function imageTag(dir: string): string {
+  const root = path.join(SWARM_SCRIPTS_DIR, 'images', dir);
+  const files = (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => path.relative(root, path.join(d.parentPath, d.name)))
+    .sort((a, b) => (Buffer.from(a) < Buffer.from(b) ? -1 : 1));
+  const lines = files.map((f) => `${f} ${createHash('sha256').update(readFileSync(path.join(root, f))).digest('hex')}\n`);
+  lines.push(`node ${process.versions.node.split('.')[0]}\n`);
+  return createHash('sha256').update(lines.join('')).digest('hex').slice(0, 12);
+}
+
 export const IMAGES = {
   /** busybox only */
   busybox: `${REGISTRY}/test/busybox:latest`,
@@ -40,7 +58,7 @@ export const IMAGES = {
   /** busybox + the docker client, for helpers that mount /var/run/docker.sock */
   dockerCli: `${REGISTRY}/test/docker-cli:latest`,
   /** stand-in for offen/docker-volume-backup (test/swarm/images/backup/backup.mjs) */
-  backup: `${REGISTRY}/test/backup:latest`,
+  backup: `${REGISTRY}/test/backup:${imageTag('backup')}`,
   /** busybox + the host's node and its libraries + the CA bundle: stand-in for node:20-bookworm-slim */
   node: `${REGISTRY}/test/node:20`,
 } as const;

@@ -29,7 +29,18 @@ export SU_IMAGE_APP_V1=$SU_REGISTRY/test/app:v1
 export SU_IMAGE_APP_V2=$SU_REGISTRY/test/app:v2
 export SU_IMAGE_APP_CRASH=$SU_REGISTRY/test/app:crash
 export SU_IMAGE_DOCKER_CLI=$SU_REGISTRY/test/docker-cli:latest
-export SU_IMAGE_BACKUP=$SU_REGISTRY/test/backup:latest
+# tagged by the content of its recipe and the Node major it is built with, so a changed stand-in is
+# rebuilt (never a stale one from an earlier run) and two checkouts never overwrite each other's
+su_image_tag() {
+  local dir=$1 f
+  {
+    (cd "$dir" && find . -type f | LC_ALL=C sort | while IFS= read -r f; do
+      printf '%s %s\n' "${f#./}" "$(sha256sum <"$f" | cut -d' ' -f1)"
+    done)
+    printf 'node %s\n' "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)"
+  } | sha256sum | cut -c1-12
+}
+export SU_IMAGE_BACKUP=$SU_REGISTRY/test/backup:$(su_image_tag "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/images/backup")
 # node + its libraries + busybox + CA bundle: the base of the swarm-utils image stand-in
 export SU_IMAGE_NODE=$SU_REGISTRY/test/node:20
 export SU_IMAGES="$SU_IMAGE_BUSYBOX $SU_IMAGE_APP_V1 $SU_IMAGE_APP_V2 $SU_IMAGE_APP_CRASH $SU_IMAGE_DOCKER_CLI $SU_IMAGE_BACKUP $SU_IMAGE_NODE"
