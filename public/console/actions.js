@@ -120,18 +120,24 @@ export function openAction(type, target, ctx) {
 export function actionButtons(actions, target, ctx) {
   const known = actions.filter((x) => ACTIONS[x.type]);
   if (!known.length) return h('p', { class: 'muted' }, 'This token may start no job here.');
-  return h(
-    'div',
-    { class: 'actions' },
-    known.map((x) =>
-      x.refusal
-        ? h('p', { class: 'refusal' }, h('strong', {}, `${ACTIONS[x.type].label}: `), `not available — ${x.refusal.message}`)
-        : h(
-            'button',
-            { type: 'button', 'data-action': x.type, 'data-key': `action-${x.type}-${who(target)}`, onclick: () => openAction(x.type, target, ctx) },
-            target.all ? ACTIONS[x.type].title(target) : [ACTIONS[x.type].label, h('span', { class: 'visually-hidden' }, ` ${who(target)}`)],
-            '…',
+  const allowed = known.filter((x) => !x.refusal);
+  return [
+    allowed.length
+      ? h(
+          'div',
+          { class: 'actions' },
+          allowed.map((x) =>
+            h(
+              'button',
+              { type: 'button', 'data-action': x.type, 'data-key': `action-${x.type}-${who(target)}`, onclick: () => openAction(x.type, target, ctx) },
+              target.all ? ACTIONS[x.type].title(target) : [ACTIONS[x.type].label, h('span', { class: 'visually-hidden' }, ` ${who(target)}`)],
+              '…',
+            ),
           ),
-    ),
-  );
+        )
+      : null,
+    known
+      .filter((x) => x.refusal)
+      .map((x) => h('p', { class: 'refusal' }, h('strong', {}, `${ACTIONS[x.type].label}: `), `not available — ${x.refusal.message}`)),
+  ];
 }

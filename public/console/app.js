@@ -82,7 +82,14 @@ const ctx = {
     const tick = async () => {
       timer = null;
       if (stopped) return;
-      const again = document.visibilityState === 'hidden' ? true : await fn();
+      let again = true;
+      if (document.visibilityState !== 'hidden') {
+        try {
+          again = await fn();
+        } catch (err) {
+          ctx.fail(err);
+        }
+      }
       if (!stopped && again !== false) timer = setTimeout(tick, ms);
     };
     const onVisible = () => {
@@ -180,6 +187,11 @@ function route() {
   main.querySelector('h1')?.focus();
 }
 
+// a closed dialog leaves nothing behind (no stale fields, no second accessible name)
+document.getElementById('dialog').addEventListener('close', (e) => {
+  e.target.replaceChildren();
+  e.target.removeAttribute('aria-labelledby');
+});
 signOut.addEventListener('click', () => {
   session.clear();
   showPrompt();

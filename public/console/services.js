@@ -50,7 +50,7 @@ function volumes(svc, heading) {
                   { 'data-volume': v.volume, 'data-node': v.node ?? '' },
                   h('th', { scope: 'row', class: 'code', 'data-label': 'Volume' }, v.volume),
                   h('td', { 'data-label': 'Node' }, v.node ?? '—'),
-                  h('td', { 'data-label': 'Last backup', class: 'last-backup' }, b ? [time(b.at), h('span', { class: 'muted' }, ` (${ago(b.at)})`)] : 'never'),
+                  h('td', { 'data-label': 'Last backup', class: 'last-backup' }, b ? h('span', {}, time(b.at), h('span', { class: 'muted' }, ` (${ago(b.at)})`)) : 'never'),
                   h('td', { 'data-label': 'Size' }, b ? bytes(b.size) : '—'),
                   h('td', { 'data-label': 'Job' }, b ? h('a', { href: `#/jobs/${b.jobId}` }, `#${b.jobId}`) : '—'),
                 );
@@ -97,7 +97,6 @@ function card(svc, ctx, { level = 2 } = {}) {
 }
 
 function swarmActions(data, ctx) {
-  const clean = data.all.find((a) => a.type === 'clean') ?? null;
   const mayCleanNodes = data.nodes.length > 0 && ACTIONS.clean;
   if (!data.all.length && !mayCleanNodes) return null;
   const select = h(
@@ -125,7 +124,6 @@ function swarmActions(data, ctx) {
           h('button', { type: 'submit', 'data-action': 'clean-node' }, 'Clean node…'),
         )
       : null,
-    clean?.refusal ? h('p', { class: 'refusal' }, clean.refusal.message) : null,
   );
 }
 
