@@ -60,9 +60,8 @@ function textFilter(name, label, value, listId) {
   );
 }
 
-/** #/jobs?type=&state=&service=&node= */
-export function jobsView(main, ctx, params) {
-  const filters = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) ?? '']));
+/** the filter form; datalists offer the names this token may see */
+function filterForm(filters, apply) {
   const services = h('datalist', { id: 'known-services' });
   const nodes = h('datalist', { id: 'known-nodes' });
   const form = h(
@@ -76,18 +75,30 @@ export function jobsView(main, ctx, params) {
     services,
     nodes,
   );
-  const meta = h('p', { class: 'muted live-note', 'aria-live': 'off' });
-  const list = h('div', { id: 'jobs-list' });
-  const more = h('div', { class: 'more' });
-  main.replaceChildren(h('h1', { tabindex: -1 }, 'Jobs'), form, meta, list, more);
+  const values = () => Object.fromEntries(FILTERS.map((k) => [k, form.elements[k].value.trim()]));
+  form.addEventListener('submit', (e) => (e.preventDefault(), apply(values())));
+  form.addEventListener('reset', () => setTimeout(() => apply(values())));
+  for (const el of form.querySelectorAll('select')) el.addEventListener('change', () => apply(values()));
+  getServices().then(
+    (s) => {
+      services.replaceChildren(...s.services.map((x) => h('option', { value: x.name })));
+      nodes.replaceChildren(...s.nodes.map((x) => h('option', { value: x.hostname })));
+    },
+    () => undefined,
+  );
+  return form;
+}
 
+/** #/jobs?type=&state=&service=&node= */
+export function jobsView(main, ctx, params) {
+  let filters = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) ?? '']));
   let first = [];
   let older = [];
   let next = null;
   let shown = '';
 
-  const apply = () => {
-    for (const k of FILTERS) filters[k] = form.elements[k].value.trim();
+  const apply = (values) => {
+    filters = values;
     const q = new URLSearchParams(Object.entries(filters).filter(([, v]) => v)).toString();
     // the filters live in the address (shareable, back button) without re-running the route
     history.replaceState(null, '', q ? `#/jobs?${q}` : '#/jobs');
@@ -96,9 +107,10 @@ export function jobsView(main, ctx, params) {
     shown = '';
     return refresh();
   };
-  form.addEventListener('submit', (e) => (e.preventDefault(), apply()));
-  form.addEventListener('reset', () => setTimeout(apply));
-  for (const el of form.querySelectorAll('select')) el.addEventListener('change', apply);
+  const meta = h('p', { class: 'muted live-note' });
+  const list = h('div', { id: 'jobs-list' });
+  const more = h('div', { class: 'more' });
+  main.replaceChildren(h('h1', { tabindex: -1 }, 'Jobs'), filterForm(filters, apply), meta, list, more);
 
   async function refresh() {
     const r = await ctx.read(() => listJobs({ ...filters, limit: 50 }));
@@ -108,45 +120,27 @@ export function jobsView(main, ctx, params) {
     render();
   }
 
+  async function loadOlder() {
+    const r = await ctx.read(() => listJobs({ ...filters, limit: 50, before: next }));
+    if (!r) return;
+    older.push(...r.jobs);
+    next = r.next;
+    render();
+  }
+
   function render() {
     const lowest = first.at(-1)?.id ?? Infinity;
     const jobs = [...first, ...older.filter((j) => j.id < lowest)];
     meta.textContent = `${jobs.length} job${jobs.length === 1 ? '' : 's'}, newest first · live, updated ${new Date().toLocaleTimeString()}`;
     const text = JSON.stringify(jobs);
+    // running jobs' durations tick
     if (text !== shown || jobs.some((j) => j.state === 'running')) {
       shown = text;
       replaceContent(list, jobsTable(jobs));
     }
-    replaceContent(
-      more,
-      next
-        ? h(
-            'button',
-            {
-              type: 'button',
-              'data-key': 'older',
-              onclick: async () => {
-                const r = await ctx.read(() => listJobs({ ...filters, limit: 50, before: next }));
-                if (!r) return;
-                older.push(...r.jobs);
-                next = r.next;
-                render();
-              },
-            },
-            'Load older jobs',
-          )
-        : null,
-    );
+    replaceContent(more, next ? h('button', { type: 'button', 'data-key': 'older', onclick: loadOlder }, 'Load older jobs') : null);
   }
 
-  // names for the filter fields, from what this token may see
-  getServices().then(
-    (s) => {
-      services.replaceChildren(...s.services.map((x) => h('option', { value: x.name })));
-      nodes.replaceChildren(...s.nodes.map((x) => h('option', { value: x.hostname })));
-    },
-    () => undefined,
-  );
   return ctx.every(2000, refresh);
 }
 
@@ -220,6 +214,7 @@ export function jobView(main, ctx, id) {
   const cancel = async () => {
     canceling = true;
     const job = await ctx.act(() => cancelJob(id));
+    canceling = !!job;
     if (job) announce(job.state === 'canceled' ? `Job ${id} canceled` : `Cancel of job ${id} requested: it stops at its next step`);
     await refresh();
   };

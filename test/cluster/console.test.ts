@@ -3,6 +3,7 @@
 // their last backups, label tokens, errors, sign-out on a refused token, phone width and dark mode.
 import path from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import Database from 'better-sqlite3';
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { S3, dockerFor } from '../helpers/testbed.js';
@@ -31,6 +32,15 @@ const s3 = new S3Client({
   credentials: { accessKeyId: S3.accessKey, secretAccessKey: S3.secretKey },
 });
 
+const ENV = serverEnv({
+  SWARM_UTILS_S3_DOMAIN: S3.endpoint,
+  SWARM_UTILS_S3_HTTPS: 'false',
+  SWARM_UTILS_S3_BUCKET_NAME: S3.bucket,
+  SWARM_UTILS_S3_ACCESS_KEY: S3.accessKey,
+  SWARM_UTILS_S3_SECRET_ACCESS_KEY: S3.secretKey,
+  SWARM_UTILS_S3_PATH: PREFIX,
+});
+
 let s: RunningServer;
 let browser: Browser;
 const contexts: BrowserContext[] = [];
@@ -38,19 +48,7 @@ const contexts: BrowserContext[] = [];
 const data = (name: string) => [{ Type: 'volume' as const, Source: name, Target: '/data' }];
 
 beforeAll(async () => {
-  [s, browser] = await Promise.all([
-    startServer(
-      serverEnv({
-        SWARM_UTILS_S3_DOMAIN: S3.endpoint,
-        SWARM_UTILS_S3_HTTPS: 'false',
-        SWARM_UTILS_S3_BUCKET_NAME: S3.bucket,
-        SWARM_UTILS_S3_ACCESS_KEY: S3.accessKey,
-        SWARM_UTILS_S3_SECRET_ACCESS_KEY: S3.secretKey,
-        SWARM_UTILS_S3_PATH: PREFIX,
-      }),
-    ),
-    launchBrowser(),
-  ]);
+  [s, browser] = await Promise.all([startServer(ENV), launchBrowser()]);
   await Promise.all([
     createAppService(APP, {
       mounts: data(VOL.app),
@@ -69,8 +67,10 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of contexts) await c.close().catch(() => undefined);
   await browser?.close();
+  const instance = s ? instanceOf(s) : null;
   await s?.stop();
   await removeServices(APP, OTHER, SLOW);
+  if (instance) await removeHelperContainers(instance);
   await removeVolumes(Object.values(VOL));
   const keys = (await s3.send(new ListObjectsV2Command({ Bucket: S3.bucket, Prefix: `${PREFIX}/` }))).Contents ?? [];
   if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: S3.bucket, Delete: { Objects: keys.map((k) => ({ Key: k.Key! })) } }));
@@ -287,7 +287,46 @@ describe('web console in a real browser', () => {
     await page.emulateMedia({ colorScheme: 'light' });
     expect(luminance(await page.evaluate(() => getComputedStyle(document.body).backgroundColor))).toBeGreaterThan(0.8);
   });
+
+  it('the server killed and started again: the page says it does not answer, then carries on with the same token', async () => {
+    const { page, errors } = await open();
+    await signIn(page, ADMIN_TOKEN);
+    await page.locator('tr[data-job]').first().waitFor();
+    const jobs = await page.locator('tr[data-job]').count();
+    await s.kill9();
+    await expect.poll(() => page.locator('#alert').textContent(), { timeout: 10_000 }).toContain('did not answer');
+    expect(await page.locator('#nav').isVisible()).toBe(true);
+    const before = s.output();
+    s = await startServer(ENV, { dbPath: s.dbPath, port: s.port });
+    await expect.poll(() => page.locator('#alert').isVisible(), { timeout: 15_000 }).toBe(false);
+    expect(await page.locator('tr[data-job]').count()).toBe(jobs);
+    expect(await page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY)).toBe(ADMIN_TOKEN);
+    expect(errors).toEqual([]);
+    // the tokens the page sent never reached the server's log
+    for (const log of [before, s.output()]) {
+      expect(log).not.toContain(ADMIN_TOKEN);
+      expect(log).not.toContain(LABEL_TOKEN);
+    }
+  });
 });
+
+function instanceOf(server: RunningServer): string {
+  const db = new Database(server.dbPath, { readonly: true });
+  try {
+    return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
+  } finally {
+    db.close();
+  }
+}
+
+/** the stopped containers our server's helpers leave on the nodes (replicated-job tasks on Docker 20.10) */
+async function removeHelperContainers(instance: string): Promise<void> {
+  for (const d of ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n))) {
+    for (const c of await d.listContainers({ all: true, filters: { name: [`swarm-utils-${instance}-`] } })) {
+      await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    }
+  }
+}
 
 /** our volumes, wherever a task or helper created them (stopped helper containers keep them in use) */
 async function removeVolumes(names: string[]): Promise<void> {
