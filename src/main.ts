@@ -8,6 +8,7 @@ import { buildApp } from './api/app.js';
 import { createAuthorizer } from './api/auth.js';
 import { createJobsService } from './api/jobs-service.js';
 import { createStatusService } from './api/status-service.js';
+import { createServicesService } from './api/services-service.js';
 import { createMetrics } from './api/metrics.js';
 import type { Deps } from './engine/types.js';
 import { startScheduler } from './scheduler.js';
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
     auth,
     jobs,
     status: createStatusService(deps, auth),
+    services: createServicesService(deps, auth, JOB_KINDS),
     metrics,
     waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
     ready: async () => {

@@ -26,6 +26,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
+# the web console's browser tests drive Debian's chromium (playwright-core downloads no browser)
+if [ ! -x /usr/bin/chromium ]; then
+  step "installing chromium (apt)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 step "test swarm"
 bash test/swarm/up.sh
 

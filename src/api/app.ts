@@ -11,6 +11,9 @@ import { healthRoutes, type ReadinessCheck } from './routes/health.js';
 import { statusRoutes } from './routes/status.js';
 import type { StatusService } from './status-service.js';
 import type { Metrics } from './metrics.js';
+import { consoleRoutes } from './routes/console.js';
+import { servicesRoutes } from './routes/services.js';
+import type { ServicesService } from './services-service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,6 +30,7 @@ export interface AppDeps {
   auth: Authorizer;
   jobs: JobsService;
   status: StatusService;
+  services: ServicesService;
   metrics: Metrics;
   ready: ReadinessCheck;
   /** how long a waitRes request waits for its job */
@@ -73,6 +77,8 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { ready: d.ready });
   await app.register(jobRoutes, { jobs: d.jobs, waitLimitMs: d.waitLimitMs });
   await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
+  await app.register(servicesRoutes, { services: d.services });
+  await app.register(consoleRoutes);
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -287,6 +287,11 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     );
 
     expect((await api('GET', '/healthz')).status).toBe(200);
+    // the web console ships in the image: its page and modules, without a token
+    const page = await api('GET', '/');
+    expect(page.status).toBe(200);
+    expect(page.json).toContain('/console/app.js');
+    expect((await api('GET', '/console/app.js')).status).toBe(200);
     // ready: the database on /data is writable and the manager answers through the mounted socket
     const ready = await api('GET', '/readyz');
     expect(ready.status, JSON.stringify(ready.json)).toBe(200);

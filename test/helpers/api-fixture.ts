@@ -3,11 +3,13 @@ import { buildApp } from '../../src/api/app.js';
 import { createAuthorizer } from '../../src/api/auth.js';
 import { createJobsService } from '../../src/api/jobs-service.js';
 import { createStatusService } from '../../src/api/status-service.js';
+import { createServicesService } from '../../src/api/services-service.js';
 import { createMetrics } from '../../src/api/metrics.js';
 import { Worker } from '../../src/engine/worker.js';
 import type { JobKind } from '../../src/engine/types.js';
 import type { SubmitCheck } from '../../src/api/jobs-service.js';
 import type { DockerPort, ServiceInfo, NodeInfo } from '../../src/swarm/port.js';
+import type { Db } from '../../src/db/index.js';
 import { captureLog, fakeDocker, makeDeps, openDb, tempDbPath, testConfig } from './engine-fixture.js';
 
 export function fakeService(name: string, labels: Record<string, string> = {}, over: Partial<ServiceInfo> = {}): ServiceInfo {
@@ -34,6 +36,7 @@ export function fakeNode(hostname: string, labels: Record<string, string> = {}):
 
 export interface ApiFixture {
   app: FastifyInstance;
+  db: Db;
   worker: Worker;
   logText: () => string;
   close: () => Promise<void>;
@@ -68,12 +71,14 @@ export async function apiFixture(opts: {
     auth,
     jobs: createJobsService(deps, worker, auth, opts.kinds),
     status: createStatusService(deps, auth),
+    services: createServicesService(deps, auth, opts.kinds),
     metrics: createMetrics(deps.db),
     ready: async () => ({ ok: true, checks: {} }),
     waitLimitMs: opts.waitLimitMs ?? 5000,
   });
   return {
     app,
+    db: deps.db,
     worker,
     logText: log.text,
     close: async () => {

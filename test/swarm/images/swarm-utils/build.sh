@@ -38,7 +38,7 @@ inputs() {
   (
     cd "$SU_PROJECT"
     echo "$node_version $(dm image inspect "$SU_IMAGE_NODE" --format '{{.Id}}')"
-    find src migrations "$here/Dockerfile" "$here/build.sh" tsconfig.json tsconfig.build.json package.json package-lock.json \
+    find src migrations public "$here/Dockerfile" "$here/build.sh" tsconfig.json tsconfig.build.json package.json package-lock.json \
       node_modules/.package-lock.json node_modules/better-sqlite3/build/Release/better_sqlite3.node \
       -type f -print0 | sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -d' ' -f1
@@ -72,7 +72,7 @@ cp "$here/Dockerfile" "$ctx/"
 
 # the Dockerfile's build stage: npm run build (into a fresh dist/), npm prune --omit=dev
 (cd "$SU_PROJECT" && npm run -s build -- --outDir "$ctx/dist") >&2 || die "npm run build failed"
-cp -a "$SU_PROJECT/package.json" "$SU_PROJECT/package-lock.json" "$SU_PROJECT/migrations" "$ctx/"
+cp -a "$SU_PROJECT/package.json" "$SU_PROJECT/package-lock.json" "$SU_PROJECT/migrations" "$SU_PROJECT/public" "$ctx/"
 [[ -f $SU_PROJECT/node_modules/better-sqlite3/build/Release/better_sqlite3.node ]] ||
   die "node_modules has no built better-sqlite3 (run npm ci)"
 # hard links: prune only unlinks; the one file npm rewrites is a copy of its own
