@@ -19,6 +19,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** the route needs a token (checked in onRequest, before the body is read) */
     auth?: boolean;
+    /** the route also admits SWARM_UTILS_METRICS_TOKEN_LIST tokens */
+    metrics?: boolean;
   }
 }
 
@@ -57,7 +59,8 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   );
   app.decorateRequest('caller', null);
   app.addHook('onRequest', async (req) => {
-    if (req.routeOptions.config.auth) req.caller = d.auth.authenticate(req);
+    // a token that grants nothing is refused here, on every route that needs one
+    if (req.routeOptions.config.auth) req.caller = await d.auth.admit(req, req.routeOptions.config);
   });
   app.addHook('onResponse', async (req, reply) => {
     req.log.info({ method: req.method, url: redactUrl(req.url), statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
