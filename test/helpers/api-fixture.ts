@@ -9,6 +9,7 @@ import type { JobKind } from '../../src/engine/types.js';
 import type { SubmitCheck } from '../../src/api/jobs-service.js';
 import type { DockerPort, ServiceInfo, NodeInfo } from '../../src/swarm/port.js';
 import { captureLog, fakeDocker, makeDeps, openDb, tempDbPath, testConfig } from './engine-fixture.js';
+import type { Db } from '../../src/db/index.js';
 
 export function fakeService(name: string, labels: Record<string, string> = {}, over: Partial<ServiceInfo> = {}): ServiceInfo {
   return {
@@ -35,6 +36,7 @@ export function fakeNode(hostname: string, labels: Record<string, string> = {}):
 export interface ApiFixture {
   app: FastifyInstance;
   worker: Worker;
+  db: Db;
   logText: () => string;
   close: () => Promise<void>;
 }
@@ -75,6 +77,7 @@ export async function apiFixture(opts: {
   return {
     app,
     worker,
+    db: deps.db,
     logText: log.text,
     close: async () => {
       await app.close();
