@@ -76,6 +76,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { ready: d.ready });
   await app.register(jobRoutes, { jobs: d.jobs, waitLimitMs: d.waitLimitMs });
   await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
-  app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
+  // like every route but the health checks, it needs a token that grants something (README, Authorization)
+  app.get('/docs', { config: { auth: true }, schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import { JOB_TYPES, type JobRow, type JobType } from '../db/jobs.js';
+import { JOB_TYPES, type JobRow, type JobType, type Visibility } from '../db/jobs.js';
 import { requesterKey } from '../db/meta.js';
 import type { Deps } from '../engine/types.js';
 import { L } from '../jobs/labels.js';
@@ -113,7 +113,7 @@ export function canSeeJob(caller: Caller, job: JobRow, scope: Scope | null): boo
 }
 
 /** the SQL filter of the same rule, for listings */
-export function visibilityOf(caller: Caller, scope: Scope) {
+export function visibilityOf(caller: Caller, scope: Scope): Visibility {
   return {
     services: [...scope.services].flatMap(([name, types]) => types.map((t) => `${t}/${name}`)),
     // hostnames too: rows written before node ids hold one

@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import { type JobRow, FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
+import { FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
 import { stepsOf, stepsOfMany } from '../db/steps.js';
 import { immediate } from '../db/index.js';
 import type { Deps, JobKind, Target } from '../engine/types.js';

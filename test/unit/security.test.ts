@@ -226,6 +226,7 @@ describe('a token that grants nothing', () => {
       ['POST', '/jobs/1/cancel'],
       ['GET', '/service/status?service=web'],
       ['GET', '/metrics'],
+      ['GET', '/docs'],
       ['POST', '/jobs', { type: 'update', service: 'web' }],
       ['POST', '/jobs', { type: 'backup', all: true }],
       ['POST', '/update?service=web'],
