@@ -17,6 +17,7 @@ const BACKUP_ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 /** names of the secret variables, so callers never print them */
 export const SECRET_VARS = [
   'SWARM_UTILS_ADMIN_TOKEN_LIST',
+  'SWARM_UTILS_METRICS_TOKEN_LIST',
   'SWARM_UTILS_S3_ACCESS_KEY',
   'SWARM_UTILS_S3_SECRET_ACCESS_KEY',
   'SWARM_UTILS_REGISTRY_USER',
@@ -30,9 +31,19 @@ const RESERVED_BACKUP_ENV = new Set([
   'AWS_ENDPOINT_PROTO',
   'AWS_ACCESS_KEY_ID',
   'AWS_SECRET_ACCESS_KEY',
+  'AWS_ACCESS_KEY_ID_FILE',
+  'AWS_SECRET_ACCESS_KEY_FILE',
   'AWS_S3_PATH',
   'BACKUP_FILENAME',
 ]);
+
+/**
+ * Backup variables that are secrets by their name (passphrases, keys, passwords, tokens, credentials,
+ * notification URLs that embed them): they reach the helper as a Docker secret through offen's
+ * `<NAME>_FILE`, never in its spec, and accept `SWARM_UTILS_BACKUP_ENV_<NAME>_FILE` here (README, Configuration).
+ */
+export const SECRET_BACKUP_ENV = /PASSPHRASE|KEY|PASSWORD|TOKEN|SECRET|CREDENTIAL|CONNECTION_STRING|NOTIFICATION_URLS/;
+const BACKUP_ENV_FILE = /^SWARM_UTILS_BACKUP_ENV_([A-Z_][A-Z0-9_]*)_FILE$/;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -177,6 +188,7 @@ const fieldsSchema = z
     SWARM_UTILS_CRON_EXPR: envVar('0 3 * * *', parseCron),
     SWARM_UTILS_CRON_TZ: envVar('UTC', parseTimeZone),
     SWARM_UTILS_ADMIN_TOKEN_LIST: envVar<string[]>([], splitList),
+    SWARM_UTILS_METRICS_TOKEN_LIST: envVar<string[]>([], splitList),
     SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: envVar('docker:25.0.5-cli-alpine3.20', asIs),
     SWARM_UTILS_BACKUP_IMAGE: envVar('offen/docker-volume-backup:v2.48.2', asIs),
     SWARM_UTILS_LOCK_TIMEOUT: intVar(10_000, 1, MAX_TIMER_MS),
@@ -263,6 +275,7 @@ function toConfig(fields: Fields, inImage: boolean) {
     cronExpr: fields.SWARM_UTILS_CRON_EXPR,
     cronTz: fields.SWARM_UTILS_CRON_TZ,
     adminTokens: fields.SWARM_UTILS_ADMIN_TOKEN_LIST,
+    metricsTokens: fields.SWARM_UTILS_METRICS_TOKEN_LIST,
     dockerCliImage: fields.SWARM_UTILS_DOCKER_CLI_IMAGE_NAME,
     backupImage: fields.SWARM_UTILS_BACKUP_IMAGE,
     lockTimeoutMs: fields.SWARM_UTILS_LOCK_TIMEOUT,
@@ -333,7 +346,11 @@ function ownVars(env: Record<string, string | undefined>): Record<string, string
 function readSecretFiles(vars: Record<string, string>, readFile: (path: string) => string) {
   const out = { ...vars };
   const problems: string[] = [];
-  for (const name of SECRET_VARS) {
+  const secretBackupEnv = Object.keys(out).flatMap((v) => {
+    const m = BACKUP_ENV_FILE.exec(v);
+    return m && SECRET_BACKUP_ENV.test(m[1]!) ? [`${BACKUP_ENV_PREFIX}${m[1]}`] : [];
+  });
+  for (const name of [...SECRET_VARS, ...secretBackupEnv]) {
     const fileVar = `${name}_FILE`;
     const path = out[fileVar]?.trim();
     delete out[fileVar];

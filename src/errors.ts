@@ -18,6 +18,8 @@ export const ERROR_CODES = [
   'RESTORE_FAILED',
   'SHUTTING_DOWN',
   'PAYLOAD_TOO_LARGE',
+  // a hostname names several swarm nodes (a node that left and re-joined keeps a Down entry): use the id
+  'AMBIGUOUS_NODE',
   'INTERNAL',
 ] as const;
 
@@ -42,6 +44,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   RESTORE_FAILED: 502,
   SHUTTING_DOWN: 503,
   PAYLOAD_TOO_LARGE: 413,
+  AMBIGUOUS_NODE: 409,
   INTERNAL: 500,
 };
 

@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   await worker.start();
   const scheduler = startScheduler(deps, worker);
 
-  const auth = createAuthorizer(config.adminTokens);
+  const auth = createAuthorizer(deps);
   const jobs = createJobsService(deps, worker, auth, JOB_KINDS);
   const app = await buildApp({
     log,

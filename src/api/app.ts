@@ -22,6 +22,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** the route needs a token (checked in onRequest, before the body is read) */
     auth?: boolean;
+    /** the route also admits SWARM_UTILS_METRICS_TOKEN_LIST tokens */
+    metrics?: boolean;
   }
 }
 
@@ -61,7 +63,8 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   );
   app.decorateRequest('caller', null);
   app.addHook('onRequest', async (req) => {
-    if (req.routeOptions.config.auth) req.caller = d.auth.authenticate(req);
+    // a token that grants nothing is refused here, on every route that needs one
+    if (req.routeOptions.config.auth) req.caller = await d.auth.admit(req, req.routeOptions.config);
   });
   app.addHook('onResponse', async (req, reply) => {
     req.log.info({ method: req.method, url: redactUrl(req.url), statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
@@ -79,6 +82,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
   await app.register(servicesRoutes, { services: d.services });
   await app.register(consoleRoutes);
-  app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
+  // like every route but the health checks and the console's page, it needs a token that grants something (README, Authorization)
+  app.get('/docs', { config: { auth: true }, schema: { hide: true } }, async () => app.swagger());
   return app;
 }

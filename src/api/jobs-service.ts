@@ -1,11 +1,12 @@
 import { AppError } from '../errors.js';
-import { type JobRow, FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
+import { FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
 import { stepsOf, stepsOfMany } from '../db/steps.js';
 import { immediate } from '../db/index.js';
 import type { Deps, JobKind, Target } from '../engine/types.js';
 import type { Worker } from '../engine/worker.js';
+import { registryAuthFor } from '../jobs/image.js';
 import type { NodeInfo, ServiceInfo } from '../swarm/port.js';
-import { type Authorizer, type Caller, canSeeJob } from './auth.js';
+import { type Authorizer, type Caller, canSeeJob, visibilityOf } from './auth.js';
 import { type JobView, presentJob } from './present.js';
 import type { ListQuery, SubmitBody } from './schemas.js';
 
@@ -44,17 +45,43 @@ export function createJobsService(
     if (b.service !== undefined) {
       const svc = await docker.getService(b.service);
       if (!svc || !auth.canService(caller, b.type, svc)) throw denied(caller, `service ${b.service}`, !!svc);
+      // credentials only for their own registry: refused now, before a job exists
+      if (b.type === 'update') registryAuthFor(b.image ?? svc.image, { request: b.registryAuth, labels: svc.labels, config: deps.config, strict: true });
       await kind.precheck?.(deps, { service: svc });
       return { kind: 'service', name: svc.name };
     }
     if (b.node !== undefined) {
-      const node = await docker.getNode(b.node);
-      if (!node || !auth.canNode(caller, node)) throw denied(caller, `node ${b.node}`, !!node);
+      const node = await findNode(caller, b.node);
       await kind.precheck?.(deps, { node });
-      return { kind: 'node', name: node.hostname };
+      return { kind: 'node', name: node.id, label: node.hostname };
+    }
+    if (!caller.admin) {
+      // `all` with a label token means what it grants: a token that grants nothing of this type may not start one
+      const scope = await auth.scope(caller);
+      const any = [...scope.services.values()].some((types) => types.includes(b.type)) || (b.type === 'clean' && scope.nodes.length > 0);
+      if (!any) throw new AppError('FORBIDDEN', `this token may not run ${b.type} on anything`);
     }
     await kind.precheck?.(deps, {});
     return { kind: 'all', name: null };
+  }
+
+  /**
+   * A node by id, or by hostname when that names one node: a node that left and re-joined the swarm keeps
+   * a Down entry under the same hostname, so a hostname may name several (409 AMBIGUOUS_NODE with the
+   * candidates). A label token only ever learns about the nodes it may clean.
+   */
+  async function findNode(caller: Caller, idOrHostname: string): Promise<NodeInfo> {
+    const nodes = caller.admin ? await docker.listNodes() : (await auth.scope(caller)).nodes;
+    const byId = nodes.find((n) => n.id === idOrHostname);
+    const found = byId ? [byId] : nodes.filter((n) => n.hostname === idOrHostname);
+    if (found.length === 1) return found[0]!;
+    if (!found.length) throw denied(caller, `node ${idOrHostname}`, false);
+    const candidates = found.map((n) => ({ id: n.id, hostname: n.hostname, state: n.state, availability: n.availability, role: n.role }));
+    throw new AppError(
+      'AMBIGUOUS_NODE',
+      `hostname ${idOrHostname} names ${found.length} nodes (${candidates.map((c) => `${c.id} ${c.state}`).join(', ')}): give the node id`,
+      { candidates },
+    );
   }
 
   return {
@@ -67,6 +94,7 @@ export function createJobsService(
         type: b.type,
         targetKind: target.kind,
         target: target.name,
+        targetLabel: target.label ?? null,
         params: b.image ? { image: b.image } : {},
         secrets: b.registryAuth ? { registryAuth: b.registryAuth } : null,
         source: 'api',
@@ -82,22 +110,16 @@ export function createJobsService(
     async get(caller, id) {
       const job = getJob(db, id);
       if (!job) throw denied(caller, `job ${id}`, false);
-      if (!(await visible(caller, [job])).length) throw denied(caller, `job ${id}`, true);
+      if (!canSeeJob(caller, job, caller.admin ? null : await auth.scope(caller))) throw denied(caller, `job ${id}`, true);
       return view(id);
     },
     async list(caller, q) {
-      const out: JobRow[] = [];
-      let before = q.before;
-      let more = true;
-      while (out.length < q.limit && more) {
-        const page = listJobs(db, { type: q.type, state: q.state, service: q.service, node: q.node, before, limit: q.limit * 2 });
-        more = page.length === q.limit * 2;
-        out.push(...(await visible(caller, page)));
-        before = page.at(-1)?.id;
-      }
-      const jobs = out.slice(0, q.limit);
+      // what a label token may see is worked out once, then filtered in SQL: the cost does not grow with the table
+      const visibleTo = caller.admin ? undefined : visibilityOf(caller, await auth.scope(caller));
+      const rows = listJobs(db, { type: q.type, state: q.state, service: q.service, node: q.node, before: q.before, limit: q.limit + 1, visibleTo });
+      const jobs = rows.slice(0, q.limit);
       const steps = stepsOfMany(db, jobs.map((j) => j.id));
-      const next = out.length > q.limit || more ? (jobs.at(-1)?.id ?? null) : null;
+      const next = rows.length > q.limit ? (jobs.at(-1)?.id ?? null) : null;
       return { jobs: jobs.map((j) => presentJob(j, steps.get(j.id) ?? [])), next };
     },
     async cancel(caller, id) {
@@ -123,18 +145,5 @@ export function createJobsService(
       } else requestCancel(db, id);
       for (const child of childrenOf(db, id)) cancelTree(child.id);
     });
-  }
-
-  async function visible(caller: Caller, jobs: JobRow[]): Promise<JobRow[]> {
-    if (caller.admin) return jobs;
-    const needServices = jobs.some((j) => j.targetKind === 'service');
-    const needNodes = jobs.some((j) => j.targetKind === 'node');
-    const services = needServices ? await docker.listServices() : [];
-    const nodes = needNodes ? await docker.listNodes() : [];
-    const lookup = {
-      service: (n: string) => services.find((s) => s.name === n) ?? null,
-      node: (n: string) => nodes.find((x) => x.hostname === n || x.id === n) ?? null,
-    };
-    return jobs.filter((j) => canSeeJob(auth, caller, j, lookup));
   }
 }

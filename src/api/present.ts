@@ -7,7 +7,8 @@ export interface JobView {
   id: number;
   type: string;
   state: string;
-  target: { service: string } | { node: string } | { all: true };
+  /** node: the hostname, with the node's id beside it (rows written before node ids hold only the hostname) */
+  target: { service: string } | { node: string; nodeId?: string } | { all: true };
   params: Record<string, unknown>;
   source: string;
   parentId: number | null;
@@ -22,8 +23,7 @@ export interface JobView {
 
 /** the job object of the contract (SPEC §6), never wrapped */
 export function presentJob(job: JobRow, steps: StepRow[]): JobView {
-  const target =
-    job.targetKind === 'all' ? ({ all: true } as const) : job.targetKind === 'node' ? { node: job.target! } : { service: job.target! };
+  const target = job.targetKind === 'all' ? ({ all: true } as const) : job.targetKind === 'node' ? nodeTarget(job) : { service: job.target! };
   return {
     id: job.id,
     type: job.type,
@@ -47,4 +47,10 @@ export function presentJob(job: JobRow, steps: StepRow[]): JobView {
       output: s.output,
     })),
   };
+}
+
+/** `{node: <hostname>, nodeId}`: operators read hostnames, the id tells a re-joined node from its stale entry */
+export function nodeTarget(job: Pick<JobRow, 'target' | 'targetLabel'>): { node: string; nodeId?: string } {
+  const label = job.targetLabel ?? job.target!;
+  return label === job.target ? { node: label } : { node: label, nodeId: job.target! };
 }

@@ -63,7 +63,18 @@ export type SubmitQuery = z.infer<typeof SubmitQuery>;
 
 export const TokenQuery = z.strictObject({ token: z.string().max(4096).optional() });
 
-export const JobIdParams = z.strictObject({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
+/**
+ * A whole number written in decimal digits only: Number() would also read `0x10`, `1e3`, ` 7` or `0b1`
+ * (so /jobs/0x10 was job 16). `min` bounds it from below.
+ */
+const decimal = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^\d{1,16}$/, 'must be a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+export const JobIdParams = z.strictObject({ id: decimal(1) });
 
 export const ListQuery = z.strictObject({
   token: z.string().max(4096).optional(),
@@ -71,14 +82,14 @@ export const ListQuery = z.strictObject({
   state: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),
   service: SERVICE_NAME.optional(),
   node: NODE_NAME.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  before: z.coerce.number().int().positive().optional(),
+  limit: decimal(1, 200).default(50),
+  before: decimal(1).optional(),
 });
 export type ListQuery = z.infer<typeof ListQuery>;
 
 export const StatusQuery = z.strictObject({
   token: z.string().max(4096).optional(),
   service: SERVICE_NAME,
-  logs: z.coerce.number().int().min(0).max(1000).default(0),
+  logs: decimal(0, 1000).default(0),
 });
 

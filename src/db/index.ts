@@ -17,6 +17,8 @@ export function openDb(file: string): Db {
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
+  // erased credentials (a job's registryAuth) are overwritten with zeros, not left in free space
+  db.pragma('secure_delete = ON');
   migrate(db);
   return db;
 }

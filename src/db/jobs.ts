@@ -1,4 +1,5 @@
 import type { Db } from './index.js';
+import { scrubWal } from './meta.js';
 
 export const JOB_TYPES = ['clean', 'backup', 'update'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
@@ -12,7 +13,10 @@ export interface JobRow {
   type: JobType;
   state: JobState;
   targetKind: TargetKind;
+  /** service name, or node id (a hostname in rows written before node ids) */
   target: string | null;
+  /** what an operator reads for the target: the node's hostname (null for services and `all`) */
+  targetLabel: string | null;
   params: Record<string, unknown>;
   secrets: Record<string, unknown> | null;
   source: JobSource;
@@ -36,6 +40,7 @@ export interface NewJob {
   type: JobType;
   targetKind: TargetKind;
   target: string | null;
+  targetLabel?: string | null;
   params?: Record<string, unknown>;
   secrets?: Record<string, unknown> | null;
   source: JobSource;
@@ -53,6 +58,7 @@ interface RawJob {
   state: string;
   target_kind: string;
   target: string | null;
+  target_label: string | null;
   params: string;
   secrets: string | null;
   source: string;
@@ -81,6 +87,7 @@ function fromRaw(r: RawJob): JobRow {
     state: r.state as JobState,
     targetKind: r.target_kind as TargetKind,
     target: r.target,
+    targetLabel: r.target_label,
     params: parse(r.params, {}),
     secrets: parse(r.secrets, null),
     source: r.source as JobSource,
@@ -104,14 +111,15 @@ function fromRaw(r: RawJob): JobRow {
 export function insertJob(db: Db, j: NewJob, now = Date.now()): JobRow {
   const info = db
     .prepare(
-      `INSERT INTO jobs (type, state, target_kind, target, params, secrets, source, parent_id, depends_on, locks,
+      `INSERT INTO jobs (type, state, target_kind, target, target_label, params, secrets, source, parent_id, depends_on, locks,
          requester, requester_hash, requester_admin, created_at)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(
       j.type,
       j.targetKind,
       j.target,
+      j.targetLabel ?? null,
       JSON.stringify(j.params ?? {}),
       j.secrets ? JSON.stringify(j.secrets) : null,
       j.source,
@@ -139,13 +147,25 @@ export function childrenOf(db: Db, parentId: number): JobRow[] {
   return (db.prepare('SELECT * FROM jobs WHERE parent_id = ? ORDER BY id').all(parentId) as RawJob[]).map(fromRaw);
 }
 
+/** what a non-admin may see, worked out once per request (see api/jobs-service.ts) */
+export interface Visibility {
+  /** `<type>/<service name>` pairs the token may act on */
+  services: string[];
+  /** node ids (and hostnames, for rows written before node ids) the token may clean */
+  nodes: string[];
+  /** keyed hash of the token: the `all` jobs it asked for */
+  requesterHash: string;
+}
+
 export interface JobFilter {
   type?: string;
   state?: string;
   service?: string;
+  /** a node id or a hostname */
   node?: string;
   before?: number;
   limit: number;
+  visibleTo?: Visibility;
 }
 
 /** newest first; `before` is an id cursor */
@@ -155,8 +175,15 @@ export function listJobs(db: Db, f: JobFilter): JobRow[] {
   if (f.type) (where.push('type = ?'), args.push(f.type));
   if (f.state) (where.push('state = ?'), args.push(f.state));
   if (f.service) (where.push("target_kind = 'service' AND target = ?"), args.push(f.service));
-  if (f.node) (where.push("target_kind = 'node' AND target = ?"), args.push(f.node));
+  if (f.node) (where.push("target_kind = 'node' AND (target = ? OR target_label = ?)"), args.push(f.node, f.node));
   if (f.before) (where.push('id < ?'), args.push(f.before));
+  if (f.visibleTo) {
+    const v = f.visibleTo;
+    where.push(`((target_kind = 'service' AND type || '/' || target IN (SELECT value FROM json_each(?)))
+      OR (target_kind = 'node' AND target IN (SELECT value FROM json_each(?)))
+      OR (target_kind = 'all' AND requester_hash = ?))`);
+    args.push(JSON.stringify(v.services), JSON.stringify(v.nodes), v.requesterHash);
+  }
   const sql = `SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
   return (db.prepare(sql).all(...args, f.limit) as RawJob[]).map(fromRaw);
 }
@@ -176,10 +203,13 @@ export function setJobResult(db: Db, id: number, result: unknown): void {
 
 /** ends a job and releases its locks in one transaction */
 export function finishJob(db: Db, id: number, state: JobState, now = Date.now()): void {
+  const hadSecrets = db.prepare('SELECT secrets IS NOT NULL FROM jobs WHERE id = ?').pluck().get(id) === 1;
   db.transaction(() => {
     db.prepare('UPDATE jobs SET state = ?, finished_at = ?, secrets = NULL, owner = NULL WHERE id = ?').run(state, now, id);
     db.prepare('DELETE FROM locks WHERE job_id = ?').run(id);
   })();
+  // the erased credentials must not stay readable in the write-ahead log
+  if (hadSecrets) scrubWal(db);
 }
 
 export function requestCancel(db: Db, id: number): void {

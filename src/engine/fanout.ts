@@ -24,7 +24,7 @@ export function fanOutSteps(kind: JobKind, wake: () => void, childDone: (parentI
           return ids;
         });
         wake();
-        return { output: `${childIds.length} targets: ${targets.map((t) => `${t.kind} ${t.name}`).join(', ')}` };
+        return { output: `${childIds.length} targets: ${targets.map((t) => `${t.kind} ${t.label ?? t.name}`).join(', ')}` };
       },
     },
     {
@@ -38,7 +38,7 @@ export function fanOutSteps(kind: JobKind, wake: () => void, childDone: (parentI
         }
         const outcomes = kids.map((k) => ({
           id: k.id,
-          target: k.targetKind === 'node' ? { node: k.target } : { service: k.target },
+          target: k.targetKind === 'node' ? nodeTarget(k) : { service: k.target },
           state: k.state,
           error: k.errorCode ? { code: k.errorCode, message: k.errorMessage } : null,
           ...((k.result as { skipped?: string } | null)?.skipped ? { skipped: (k.result as { skipped: string }).skipped } : {}),
@@ -49,7 +49,7 @@ export function fanOutSteps(kind: JobKind, wake: () => void, childDone: (parentI
           const first = failed[0]!;
           throw new AppError(
             (first.errorCode as AppError['code']) ?? 'INTERNAL',
-            `${failed.length} of ${kids.length} child jobs did not succeed: ${failed.map((k) => `#${k.id} ${k.target} ${k.errorCode ?? k.state}`).join('; ')}`,
+            `${failed.length} of ${kids.length} child jobs did not succeed: ${failed.map((k) => `#${k.id} ${k.targetLabel ?? k.target} ${k.errorCode ?? k.state}`).join('; ')}`,
           );
         }
         return { output: `${kids.length} child jobs succeeded` };
@@ -63,6 +63,7 @@ function insertChild(parent: JobRow, kind: JobKind, t: Target, db: Parameters<ty
     type: parent.type,
     targetKind: t.kind,
     target: t.name,
+    targetLabel: t.label ?? null,
     params: parent.params,
     secrets: parent.secrets,
     source: 'parent',
@@ -72,4 +73,10 @@ function insertChild(parent: JobRow, kind: JobKind, t: Target, db: Parameters<ty
     requesterHash: parent.requesterHash,
     requesterAdmin: parent.requesterAdmin,
   });
+}
+
+/** a node child is shown by hostname, with its id when that differs (a re-joined node and its stale entry share a hostname) */
+function nodeTarget(k: JobRow): { node: string | null; nodeId?: string } {
+  const label = k.targetLabel ?? k.target;
+  return label === k.target ? { node: label } : { node: label, nodeId: k.target! };
 }

@@ -46,7 +46,10 @@ export interface StepDef {
 
 export interface Target {
   kind: TargetKind;
+  /** service name, node id, or null for `all` */
   name: string | null;
+  /** what operators read: a node's hostname */
+  label?: string;
 }
 
 /** The targets a requester may act on, for `all` jobs. */

@@ -53,6 +53,7 @@ export class Worker {
 
   async start(): Promise<void> {
     await this.removeOrphanHelpers();
+    await this.removeOrphanSecrets();
     this.resume();
     this.housekeeping = setInterval(() => this.purgeOld(), 3600_000).unref();
     this.purgeOld();
@@ -206,6 +207,7 @@ export class Worker {
         this.finished(job);
       } finally {
         await this.sweepHelpers(job.id);
+        await this.sweepSecrets(job.id);
       }
     };
     if (job.targetKind === 'all') {
@@ -227,6 +229,36 @@ export class Worker {
       for (const h of await this.ownHelpers(jobId)) await this.deps.docker.removeService(h.id);
     } catch (e) {
       this.deps.log.warn({ jobId, err: e }, 'could not remove helper services of the job');
+    }
+  }
+
+  /** Docker secrets of this installation's jobs (credentials of backup helpers), optionally of one job */
+  private async ownSecrets(jobId?: number) {
+    const prefix = helperPrefix(this.deps.instance);
+    return (await this.deps.docker.listSecrets(jobId)).filter((s) => s.name.startsWith(prefix));
+  }
+
+  /** after the helper sweep: secrets whose job is not running any more (Docker refuses to remove one in use) */
+  private async removeOrphanSecrets(): Promise<void> {
+    try {
+      for (const s of await this.ownSecrets()) {
+        const job = s.jobId === null ? null : getJob(this.deps.db, s.jobId);
+        if (job?.state === 'running') continue; // its helpers are reattached and still read it
+        this.deps.log.warn({ secret: s.name, jobId: s.jobId }, 'removing orphan Docker secret');
+        await this.deps.docker.removeSecret(s.id);
+      }
+    } catch (e) {
+      this.deps.log.warn({ err: e }, 'could not remove orphan Docker secrets at start-up');
+    }
+  }
+
+  /** a finished job leaves no Docker secret behind (its helpers were removed just before) */
+  private async sweepSecrets(jobId: number): Promise<void> {
+    if (this.shutdown.signal.aborted) return;
+    try {
+      for (const s of await this.ownSecrets(jobId)) await this.deps.docker.removeSecret(s.id);
+    } catch (e) {
+      this.deps.log.warn({ jobId, err: e }, 'could not remove Docker secrets of the job');
     }
   }
 

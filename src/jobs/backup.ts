@@ -6,6 +6,7 @@ import { restore, stop } from './backup/scale.js';
 import { verify } from './backup/verify.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
+import { requesterKey } from '../db/meta.js';
 
 /**
  * backup of one service (SPEC §7), on the tasks taken at the start:
@@ -37,8 +38,9 @@ export const backupKind: JobKind & SubmitCheck = {
   },
   allTargets: async (deps, grant) => {
     const services = await deps.docker.listServices();
+    const key = requesterKey(deps.db);
     return services
-      .filter((s) => flag(s.labels, L.backupEnable, false) && grants(s.labels[L.backupToken], grant.tokenHash))
+      .filter((s) => flag(s.labels, L.backupEnable, false) && grants(s.labels[L.backupToken], grant.tokenHash, key))
       .map((s): Target => ({ kind: 'service', name: s.name }));
   },
 };

@@ -7,6 +7,7 @@ import type { NodeInfo } from '../swarm/port.js';
 import { execInTasks, runCliHelper, runningTasks, tail } from './exec.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
+import { requesterKey } from '../db/meta.js';
 import { serviceOf } from './update.js';
 
 /**
@@ -16,6 +17,7 @@ import { serviceOf } from './update.js';
  */
 export const cleanKind: JobKind & SubmitCheck = {
   type: 'clean',
+  // node jobs target and lock a node id: a hostname may also name a stale Down entry of a node that re-joined
   locks: (t) => [t.kind === 'node' ? `clean_node_${t.name}` : `clean_service_${t.name}`],
   steps: (job: JobRow): StepDef[] =>
     job.targetKind === 'node'
@@ -35,11 +37,13 @@ export const cleanKind: JobKind & SubmitCheck = {
   },
   allTargets: async (deps, grant) => {
     const [nodes, services] = await Promise.all([deps.docker.listNodes(), deps.docker.listServices()]);
+    const key = requesterKey(deps.db);
+    // every node entry once, by id: a Down entry left by a re-joined node is reported skipped by check-node
     const targets: Target[] = nodes
-      .filter((n) => grants(n.labels[L.nodeTokenList], grant.tokenHash))
-      .map((n) => ({ kind: 'node', name: n.hostname }));
+      .filter((n) => grants(n.labels[L.nodeTokenList], grant.tokenHash, key))
+      .map((n) => ({ kind: 'node', name: n.id, label: n.hostname }));
     for (const s of services) {
-      if (flag(s.labels, L.cleanEnable, false) && s.labels[L.cleanExec]?.trim() && grants(s.labels[L.cleanToken], grant.tokenHash)) {
+      if (flag(s.labels, L.cleanEnable, false) && s.labels[L.cleanExec]?.trim() && grants(s.labels[L.cleanToken], grant.tokenHash, key)) {
         targets.push({ kind: 'service', name: s.name });
       }
     }
@@ -53,9 +57,11 @@ const PRUNE: Record<'container' | 'image' | 'builder', string[]> = {
   builder: ['docker', 'builder', 'prune', '-f'],
 };
 
+/** the job's node by its id (jobs written before node ids hold a hostname, which getNode also resolves) */
 async function nodeOf(ctx: Pick<StepContext, 'deps' | 'job'>): Promise<NodeInfo> {
   const node = await ctx.deps.docker.getNode(ctx.job.target!);
-  if (!node) throw new AppError('NOT_FOUND', `node ${ctx.job.target} does not exist`);
+  const what = ctx.job.targetLabel && ctx.job.targetLabel !== ctx.job.target ? `${ctx.job.targetLabel} (${ctx.job.target})` : ctx.job.target;
+  if (!node) throw new AppError('NOT_FOUND', `node ${what} does not exist`);
   return node;
 }
 
@@ -69,7 +75,7 @@ async function checkNode(ctx: StepContext) {
         : !flag(node.labels, L.cleanEnable, true)
           ? `${L.cleanEnable}=false`
           : null;
-  if (why) ctx.setResult({ node: node.hostname, skipped: why });
+  if (why) ctx.setResult({ node: node.hostname, nodeId: node.id, skipped: why });
   return { detail: { nodeId: node.id, hostname: node.hostname, skip: why }, output: why ? `skipped: ${why}` : 'node ready', skipped: !!why };
 }
 

@@ -35,7 +35,7 @@ function requestAuth(job: JobRow): { url: string; username: string; password: st
 }
 
 function authFor(ctx: StepContext, image: string, svc: ServiceInfo): RegistryAuth | undefined {
-  return registryAuthFor(image, { request: requestAuth(ctx.job), labels: svc.labels, config: ctx.deps.config });
+  return registryAuthFor(image, { request: requestAuth(ctx.job), labels: svc.labels, config: ctx.deps.config, strict: true });
 }
 
 async function execLabel(ctx: StepContext, label: string, step: string) {

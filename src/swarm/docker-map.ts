@@ -2,7 +2,7 @@
  * Engine API objects (as JSON) → the port's plain types. Only the fields we read are declared;
  * everything is optional because Docker omits empty fields.
  */
-import type { HelperRef, HelperSpec, NodeInfo, ServiceInfo, TaskInfo } from './port.js';
+import type { HelperRef, HelperSpec, NodeInfo, SecretRef, ServiceInfo, TaskInfo } from './port.js';
 
 export const HELPER_LABEL = 'swarm-utils.helper';
 
@@ -135,6 +135,18 @@ export function toNodeInfo(n: RawNode): NodeInfo {
   };
 }
 
+export interface RawSecret {
+  ID?: string;
+  Spec?: { Name?: string; Labels?: Record<string, string> };
+}
+
+/** A secret is ours only if it carries the helper label (a user's secrets are never touched). */
+export function toSecretRef(s: RawSecret): SecretRef | null {
+  const label = s.Spec?.Labels?.[HELPER_LABEL];
+  if (label === undefined) return null;
+  return { id: s.ID ?? '', name: s.Spec?.Name ?? '', jobId: /^\d+$/.test(label) ? Number(label) : null };
+}
+
 /** A service is a helper only if it carries our label (never treat a user's service as one). */
 export function toHelperRef(s: RawService): HelperRef | null {
   const label = s.Spec?.Labels?.[HELPER_LABEL];
@@ -155,6 +167,14 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
   };
   if (spec.command) containerSpec.Command = spec.command;
   if (spec.args) containerSpec.Args = spec.args;
+  if (spec.secrets?.length) {
+    // files under /run/secrets/ (a tmpfs): the values are in no spec, no `docker inspect`, no env
+    containerSpec.Secrets = spec.secrets.map((s) => ({
+      File: { Name: s.file, UID: '0', GID: '0', Mode: 0o444 },
+      SecretID: s.secretId,
+      SecretName: s.secretName,
+    }));
+  }
   return {
     Name: spec.name,
     Labels: { [HELPER_LABEL]: String(spec.jobId) },

@@ -20,6 +20,7 @@ import type {
   HelperSpec,
   NodeInfo,
   RegistryAuth,
+  SecretRef,
   SelfInfo,
   ServiceInfo,
   TaskInfo,
@@ -31,9 +32,11 @@ import {
   helperServiceSpec,
   toHelperRef,
   toNodeInfo,
+  toSecretRef,
   toServiceInfo,
   toTaskInfo,
   type RawNode,
+  type RawSecret,
   type RawService,
   type RawTask,
 } from './docker-map.js';
@@ -175,7 +178,8 @@ class DockerodePort implements DockerPort {
   }
 
   async resolveDigest(image: string, auth?: RegistryAuth): Promise<string> {
-    this.log.debug({ op: 'distribution', id: image, registry: auth?.serveraddress, user: auth?.username }, 'docker call');
+    // the registry's name only: its user name is a credential too
+    this.log.debug({ op: 'distribution', id: image, registry: auth?.serveraddress }, 'docker call');
     let data: { Descriptor?: { digest?: string } };
     try {
       data = (await this.docker.getImage(image).distribution(auth ? { authconfig: auth } : {})) as typeof data;
@@ -330,6 +334,41 @@ class DockerodePort implements DockerPort {
       // a container that ran may still have its last lines in flight; one that never ran has none
       if (text !== '' || exitCode === null || i >= LOG_RETRIES) return text;
       if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);
+    }
+  }
+
+  async createSecret(spec: { name: string; jobId: number; data: string }): Promise<SecretRef> {
+    const body = { Name: spec.name, Labels: { [HELPER_LABEL]: String(spec.jobId) }, Data: Buffer.from(spec.data, 'utf8').toString('base64') };
+    try {
+      const created = await this.call('secret.create', spec.name, () => this.docker.createSecret(body));
+      return { id: (created as unknown as { id: string }).id, name: spec.name, jobId: spec.jobId };
+    } catch (e) {
+      if (statusOf(e) !== 409 && !/already exists/i.test(dockerMessage(e))) throw e;
+      // re-entered after a crash: the secret made last time holds the same value
+      const raw = (await this.call('secret.inspect', spec.name, () => this.docker.getSecret(spec.name).inspect())) as RawSecret;
+      const ref = raw.Spec?.Name === spec.name ? toSecretRef(raw) : null;
+      if (ref) return ref;
+      throw new AppError('DOCKER_ERROR', `a secret named ${spec.name} exists and is not a swarm-utils secret`);
+    }
+  }
+
+  async listSecrets(jobId?: number): Promise<SecretRef[]> {
+    const label = jobId === undefined ? HELPER_LABEL : `${HELPER_LABEL}=${jobId}`;
+    const raw = (await this.call('secret.list', label, () => this.docker.listSecrets({ filters: { label: [label] } }))) as RawSecret[];
+    return raw.map(toSecretRef).filter((s): s is SecretRef => s !== null);
+  }
+
+  async removeSecret(id: string): Promise<void> {
+    // a helper just removed may still be referenced for a moment: Docker refuses a secret in use
+    for (let i = 0; ; i++) {
+      try {
+        await this.call('secret.remove', id, () => this.docker.getSecret(id).remove());
+        return;
+      } catch (e) {
+        if (statusOf(e) === 404) return;
+        if (i >= 20 || !/in use/i.test(dockerMessage(e))) throw e;
+        await sleep(250);
+      }
     }
   }
 

@@ -83,6 +83,22 @@ export interface HelperSpec {
   env: Record<string, string>;
   mounts: Mount[];
   auth?: RegistryAuth;
+  /** Docker secrets mounted as files (ContainerSpec.Secrets): how credentials reach a helper, never as env */
+  secrets?: SecretMount[];
+}
+
+/** a Docker secret made for one job; named with the installation's helper prefix, labelled with the job id */
+export interface SecretRef {
+  id: string;
+  name: string;
+  jobId: number | null;
+}
+
+export interface SecretMount {
+  secretId: string;
+  secretName: string;
+  /** file name under /run/secrets/ in the helper */
+  file: string;
 }
 
 export interface HelperRef {
@@ -149,4 +165,11 @@ export interface DockerPort {
   waitHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<HelperResult>;
   /** remove a service; a missing one is not an error */
   removeService(id: string): Promise<void>;
+
+  /** create a Docker secret labelled `swarm-utils.helper=<jobId>`; returns the existing one if `name` exists (a re-entered step) */
+  createSecret(spec: { name: string; jobId: number; data: string }): Promise<SecretRef>;
+  /** secrets swarm-utils made, optionally only those of one job */
+  listSecrets(jobId?: number): Promise<SecretRef[]>;
+  /** remove a secret (its helpers must be gone first: Docker refuses a secret in use); a missing one is not an error */
+  removeSecret(id: string): Promise<void>;
 }

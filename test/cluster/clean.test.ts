@@ -100,7 +100,7 @@ describe('clean on the real swarm', () => {
     expect(q.status).toBe(200);
     // all=true with a node token covers exactly its node
     const all = await s.api('POST', '/jobs', { type: 'clean', all: true, waitRes: true }, NODE_TOKEN);
-    expect(all.json.result.children.map((c: any) => c.target)).toEqual([{ node: W1 }]);
+    expect(all.json.result.children.map((c: any) => c.target)).toEqual([{ node: W1, nodeId: (await manager.getNode(W1).inspect()).ID }]);
     expect(s.output()).not.toContain(NODE_TOKEN);
   });
 

@@ -65,7 +65,7 @@ export async function apiFixture(opts: {
   const deps = makeDeps(openDb(tempDbPath()), docker, config, log.logger);
   const worker = new Worker(deps, opts.kinds, { concurrency: 4, lockTimeoutMs: config.lockTimeoutMs, retentionDays: 30 });
   await worker.start();
-  const auth = createAuthorizer(config.adminTokens);
+  const auth = createAuthorizer(deps);
   const app = await buildApp({
     log: log.logger,
     auth,

@@ -6,7 +6,7 @@ import { openDb, type Db } from '../../src/db/index.js';
 import { createLogger } from '../../src/log.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Deps } from '../../src/engine/types.js';
-import type { DockerPort, HelperRef } from '../../src/swarm/port.js';
+import type { DockerPort, HelperRef, SecretRef } from '../../src/swarm/port.js';
 
 /** a real SQLite file in a temp dir (WAL needs a file) */
 export function tempDbPath(): string {
@@ -33,11 +33,13 @@ export function captureLog() {
 }
 
 /** A DockerPort whose methods fail unless a test provides them: the engine's logic is tested without Docker. */
-export function fakeDocker(over: Partial<DockerPort> = {}): DockerPort & { helpers: HelperRef[] } {
+export function fakeDocker(over: Partial<DockerPort> = {}): DockerPort & { helpers: HelperRef[]; secrets: (SecretRef & { data: string })[] } {
   const helpers: HelperRef[] = [];
+  const secrets: (SecretRef & { data: string })[] = [];
   const missing = (name: string) => () => Promise.reject(new Error(`fake docker: ${name} not provided by this test`));
   return {
     helpers,
+    secrets,
     self: async () => ({ nodeId: 'node-self', isManager: true, apiVersion: '1.41' }),
     ping: async () => undefined,
     getService: async () => null,
@@ -56,6 +58,18 @@ export function fakeDocker(over: Partial<DockerPort> = {}): DockerPort & { helpe
     removeService: async (id: string) => {
       const i = helpers.findIndex((h) => h.id === id);
       if (i >= 0) helpers.splice(i, 1);
+    },
+    createSecret: async ({ name, jobId, data }) => {
+      const found = secrets.find((s) => s.name === name);
+      if (found) return { id: found.id, name, jobId: found.jobId };
+      secrets.push({ id: `secret-${name}`, name, jobId, data });
+      return { id: `secret-${name}`, name, jobId };
+    },
+    listSecrets: async (jobId?: number) =>
+      secrets.filter((s) => jobId === undefined || s.jobId === jobId).map(({ id, name, jobId: j }) => ({ id, name, jobId: j })),
+    removeSecret: async (id: string) => {
+      const i = secrets.findIndex((s) => s.id === id);
+      if (i >= 0) secrets.splice(i, 1);
     },
     ...over,
   };

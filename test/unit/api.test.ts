@@ -205,9 +205,11 @@ describe('bad input: 400 with field details, never 500', () => {
 });
 
 describe('health and docs', () => {
-  it('healthz needs no token; docs describe the routes', async () => {
+  it('healthz needs no token; docs describe the routes (for a token that grants something)', async () => {
     expect((await f.app.inject({ url: '/healthz' })).statusCode).toBe(200);
-    const docs = (await f.app.inject({ url: '/docs' })).json();
+    expect((await f.app.inject({ url: '/docs' })).statusCode).toBe(401);
+    expect((await f.app.inject({ url: '/docs', headers: bearer('nope') })).statusCode).toBe(403);
+    const docs = (await f.app.inject({ url: '/docs', headers: bearer(WEB_TOKEN) })).json();
     expect(Object.keys(docs.paths)).toEqual(expect.arrayContaining(['/jobs', '/jobs/{id}', '/update', '/healthz', '/readyz']));
   });
 });

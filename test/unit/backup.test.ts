@@ -4,6 +4,7 @@ import {
   backupFilename,
   backupStamp,
   helperEnv,
+  helperSecrets,
   namedVolumes,
   objectKey,
   planPairs,
@@ -14,6 +15,7 @@ import {
 import { refusal } from '../../src/jobs/backup/resolve.js';
 import { restore, stop } from '../../src/jobs/backup/scale.js';
 import { archive } from '../../src/jobs/backup/archive.js';
+import { ShutdownSignal } from '../../src/engine/runner.js';
 import type { Db } from '../../src/db/index.js';
 import type { JobRow } from '../../src/db/jobs.js';
 import type { StepContext } from '../../src/engine/types.js';
@@ -141,15 +143,15 @@ describe('stamp, file name and object key', () => {
 describe('helper environment', () => {
   const s3 = { domain: 's3.example.com:9000', https: false, bucket: 'bk', accessKey: 'AK', secretAccessKey: 'very-secret', path: '/team/db/' };
 
-  it("is offen's variables; pass-through values cannot replace them", () => {
+  it("is offen's variables, secrets only as _FILE paths; pass-through values cannot replace them", () => {
     const env = helperEnv(s3, { BACKUP_RETENTION_DAYS: '7', AWS_S3_BUCKET_NAME: 'other' }, { filename: 'n_v_s.tar.gz' });
     expect(env).toEqual({
       BACKUP_RETENTION_DAYS: '7',
       AWS_S3_BUCKET_NAME: 'bk',
       AWS_ENDPOINT: 's3.example.com:9000',
       AWS_ENDPOINT_PROTO: 'http',
-      AWS_ACCESS_KEY_ID: 'AK',
-      AWS_SECRET_ACCESS_KEY: 'very-secret',
+      AWS_ACCESS_KEY_ID_FILE: '/run/secrets/AWS_ACCESS_KEY_ID',
+      AWS_SECRET_ACCESS_KEY_FILE: '/run/secrets/AWS_SECRET_ACCESS_KEY',
       AWS_S3_PATH: 'team/db',
       BACKUP_FILENAME: 'n_v_s.tar.gz',
     });
@@ -158,9 +160,41 @@ describe('helper environment', () => {
     expect('AWS_S3_PATH' in plain).toBe(false);
   });
 
-  it('scrub removes the credentials from text', () => {
+  it('secret backup variables (by name) become Docker secrets and reach offen as <NAME>_FILE; the others stay plain', () => {
+    const backupEnv = {
+      GPG_PASSPHRASE: 'gpg pass',
+      AGE_PASSPHRASE: 'age pass',
+      EMAIL_SMTP_PASSWORD: 'smtp',
+      DROPBOX_REFRESH_TOKEN: 'tok',
+      NOTIFICATION_URLS: 'slack://tok@chan',
+      BACKUP_RETENTION_DAYS: '7',
+      BACKUP_COMPRESSION: 'zst',
+      SSH_IDENTITY_FILE: '/root/.ssh/id',
+      AGE_PASSPHRASE_EMPTY_KEY: '',
+    };
+    const env = helperEnv(s3, backupEnv, { filename: 'f' });
+    const secrets = helperSecrets(s3, backupEnv);
+    expect(Object.keys(secrets).sort()).toEqual(
+      ['AGE_PASSPHRASE', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'DROPBOX_REFRESH_TOKEN', 'EMAIL_SMTP_PASSWORD', 'GPG_PASSPHRASE', 'NOTIFICATION_URLS'].sort(),
+    );
+    expect(env).toMatchObject({
+      GPG_PASSPHRASE_FILE: '/run/secrets/GPG_PASSPHRASE',
+      EMAIL_SMTP_PASSWORD_FILE: '/run/secrets/EMAIL_SMTP_PASSWORD',
+      NOTIFICATION_URLS_FILE: '/run/secrets/NOTIFICATION_URLS',
+      BACKUP_RETENTION_DAYS: '7',
+      BACKUP_COMPRESSION: 'zst',
+      SSH_IDENTITY_FILE: '/root/.ssh/id',
+      // an empty value has nothing to hide (and Docker refuses an empty secret)
+      AGE_PASSPHRASE_EMPTY_KEY: '',
+    });
+    for (const value of Object.values(secrets)) expect(JSON.stringify(env)).not.toContain(value);
+    for (const name of Object.keys(secrets)) expect(name in env).toBe(false);
+  });
+
+  it('scrub removes the credentials and secret backup variables from text', () => {
     expect(scrub('key AK secret very-secret twice very-secret', s3)).toBe('key [redacted] secret [redacted] twice [redacted]');
     expect(scrub('nothing', { accessKey: null, secretAccessKey: null })).toBe('nothing');
+    expect(scrub('bad gpg pass here, keep 7', s3, { GPG_PASSPHRASE: 'gpg pass', BACKUP_RETENTION_DAYS: '7' })).toBe('bad [redacted] here, keep 7');
   });
 });
 
@@ -321,6 +355,59 @@ describe('stop / restore / archive steps (fake Docker)', () => {
     const out = await restore(ctxOf(b.docker, { resolve: resolved, stop: { replicas: 2 } }, 'restore').ctx);
     expect(b.updates).toEqual([]);
     expect(out?.detail).toEqual({ replicas: 2, scaled: false });
+  });
+
+  it('archive: the credentials go to the helper as Docker secrets of the job, removed once the helpers are gone', async () => {
+    const { docker } = swarm(0);
+    const created: HelperSpec[] = [];
+    const order: string[] = [];
+    docker.createHelper = async (spec) => {
+      created.push(spec);
+      return { id: spec.name, name: spec.name, jobId: spec.jobId };
+    };
+    docker.waitHelper = async () => ({ exitCode: 0, state: 'complete', error: null, output: 'backup: finished successfully\n' });
+    docker.removeService = async (id) => void order.push(`service ${id}`);
+    const removeSecret = docker.removeSecret;
+    docker.removeSecret = async (id) => {
+      order.push(`secret ${id}`);
+      await removeSecret(id);
+    };
+    const details: Record<string, Record<string, unknown>> = { resolve: resolved };
+    await archive(ctxOf(docker, details, 'archive').ctx);
+    expect(created).toHaveLength(2);
+    for (const spec of created) {
+      expect(JSON.stringify(spec)).not.toContain('the-s3-secret');
+      expect(JSON.stringify(spec)).not.toContain('AKID');
+      expect(spec.env).toMatchObject({ AWS_SECRET_ACCESS_KEY_FILE: '/run/secrets/AWS_SECRET_ACCESS_KEY', AWS_ACCESS_KEY_ID_FILE: '/run/secrets/AWS_ACCESS_KEY_ID' });
+      expect(spec.secrets?.map((x) => [x.secretName, x.file]).sort()).toEqual([
+        ['swarm-utils-test01-7-AWS_ACCESS_KEY_ID', 'AWS_ACCESS_KEY_ID'],
+        ['swarm-utils-test01-7-AWS_SECRET_ACCESS_KEY', 'AWS_SECRET_ACCESS_KEY'],
+      ]);
+    }
+    // both helpers first, then the secrets: Docker refuses to remove a secret in use
+    expect(order.slice(0, 2).every((x) => x.startsWith('service'))).toBe(true);
+    expect(order.slice(2).sort()).toEqual(['secret secret-swarm-utils-test01-7-AWS_ACCESS_KEY_ID', 'secret secret-swarm-utils-test01-7-AWS_SECRET_ACCESS_KEY']);
+    expect(docker.secrets).toEqual([]);
+  });
+
+  it('archive: a failed upload leaves no secret; a shutdown keeps the helper and its secrets for the next process', async () => {
+    const { docker } = swarm(0);
+    docker.createHelper = async (spec) => ({ id: spec.name, name: spec.name, jobId: spec.jobId });
+    docker.waitHelper = async () => ({ exitCode: 1, state: 'failed', error: null, output: 'backup: FAILED\n' });
+    await archive(ctxOf(docker, { resolve: resolved }, 'archive').ctx).catch(() => undefined);
+    expect(docker.secrets).toEqual([]);
+
+    const stopping = new AbortController();
+    docker.waitHelper = async () => {
+      stopping.abort(new ShutdownSignal());
+      throw new AppError('CANCELED', 'shutting down');
+    };
+    const removed: string[] = [];
+    docker.removeService = async (id) => void removed.push(id);
+    const { ctx } = ctxOf(docker, { resolve: resolved }, 'archive');
+    await archive({ ...ctx, signal: stopping.signal }).catch(() => undefined);
+    expect(removed).toEqual([]);
+    expect(docker.secrets.map((x) => x.data).sort()).toEqual(['AKID', 'the-s3-secret']);
   });
 
   it('archive: a finished pair is not redone; a failed upload is S3_ERROR without the secret; helpers are removed', async () => {

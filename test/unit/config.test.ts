@@ -49,6 +49,7 @@ describe('loadConfig: defaults', () => {
       cronExpr: '0 3 * * *',
       cronTz: 'UTC',
       adminTokens: [],
+      metricsTokens: [],
       dockerCliImage: 'docker:25.0.5-cli-alpine3.20',
       backupImage: 'offen/docker-volume-backup:v2.48.2',
       lockTimeoutMs: 10_000,
@@ -82,6 +83,7 @@ describe('loadConfig: defaults', () => {
     expect([...SECRET_VARS].sort()).toEqual(
       [
         'SWARM_UTILS_ADMIN_TOKEN_LIST',
+        'SWARM_UTILS_METRICS_TOKEN_LIST',
         'SWARM_UTILS_REGISTRY_PASSWORD',
         'SWARM_UTILS_REGISTRY_USER',
         'SWARM_UTILS_S3_ACCESS_KEY',

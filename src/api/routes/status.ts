@@ -12,8 +12,8 @@ export const statusRoutes: FastifyPluginAsync<{ status: StatusService; metrics: 
     { config: { auth: true }, schema: { querystring: StatusQuery, description: 'spec summary, replicas, tasks, update status, labels (redacted), recent jobs, logs' } },
     async (req) => status.status(req.caller!, req.query.service, req.query.logs),
   );
-  app.get('/metrics', { config: { auth: true }, schema: { querystring: TokenQuery, description: 'Prometheus text (admin token)' } }, async (req, reply) => {
-    if (!req.caller!.admin) throw new AppError('FORBIDDEN', 'metrics need an admin token');
+  app.get('/metrics', { config: { auth: true, metrics: true }, schema: { querystring: TokenQuery, description: 'Prometheus text (admin or metrics token)' } }, async (req, reply) => {
+    if (!req.caller!.admin && !req.caller!.metrics) throw new AppError('FORBIDDEN', 'metrics need an admin or a metrics token');
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 };

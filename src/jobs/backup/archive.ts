@@ -10,8 +10,10 @@ import { ShutdownSignal } from '../../engine/runner.js';
 import type { StepContext, StepOutcome } from '../../engine/types.js';
 import { helperName, tail } from '../exec.js';
 import { registryAuthFor } from '../image.js';
+import type { SecretMount } from '../../swarm/port.js';
 import { LIMIT, type Pair, helperEnv, scrub } from './plan.js';
 import { resolvedOf, serviceById } from './resolve.js';
+import { jobSecretMounts, removeJobSecrets } from './secrets.js';
 
 interface Finished {
   node: string;
@@ -30,16 +32,24 @@ export async function archive(ctx: StepContext): Promise<StepOutcome> {
   const byNode = new Map<string, Pair[]>();
   for (const p of todo) byNode.set(p.nodeId, [...(byNode.get(p.nodeId) ?? []), p]);
   const lines: string[] = [];
-  const outcomes = await Promise.allSettled(
-    [...byNode.values()].map(async (pairs) => {
-      for (const p of pairs) {
-        const output = await archivePair(ctx, p, timeoutMs);
-        done[p.index] = { node: p.node, volume: p.volume, key: p.key, finishedAt: new Date().toISOString() };
-        ctx.save({ done });
-        lines.push(`[${p.node} ${p.volume}] ${lastLine(output)}`);
-      }
-    }),
-  );
+  let outcomes: PromiseSettledResult<void>[];
+  try {
+    // the credentials reach the helpers as Docker secrets of this job, never in their specs
+    const secrets = todo.length ? await jobSecretMounts(ctx) : [];
+    outcomes = await Promise.allSettled(
+      [...byNode.values()].map(async (pairs) => {
+        for (const p of pairs) {
+          const output = await archivePair(ctx, p, timeoutMs, secrets);
+          done[p.index] = { node: p.node, volume: p.volume, key: p.key, finishedAt: new Date().toISOString() };
+          ctx.save({ done });
+          lines.push(`[${p.node} ${p.volume}] ${lastLine(output)}`);
+        }
+      }),
+    );
+  } finally {
+    // every helper of the step is gone (or kept for the next process on a shutdown, and its secrets with it)
+    await removeJobSecrets(ctx);
+  }
   const errors = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
   if (errors.length) throw firstError(errors);
   const reused = r.pairs.length - todo.length;
@@ -48,7 +58,7 @@ export async function archive(ctx: StepContext): Promise<StepOutcome> {
 }
 
 /** one helper, waited for and removed; its (scrubbed) output, or S3_ERROR with the end of it on a non-zero exit */
-async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number): Promise<string> {
+async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number, secrets: SecretMount[]): Promise<string> {
   const { docker, config } = ctx.deps;
   const ref = await docker.createHelper({
     name: helperName(ctx.deps.instance, ctx.job.id, 'archive', String(p.index)),
@@ -57,16 +67,17 @@ async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number): Promis
     image: config.backupImage,
     command: ['backup'],
     env: helperEnv(config.s3, config.backupEnv, p),
+    secrets,
     mounts: [{ type: 'volume', source: p.volume, target: `/backup/${p.volume}`, readOnly: true }],
     auth: registryAuthFor(config.backupImage, { config }),
   });
   ctx.log.info({ helper: ref.name, node: p.node, volume: p.volume, key: p.key }, 'archive helper running');
   try {
     const res = await docker.waitHelper(ref, { timeoutMs, signal: ctx.signal });
-    const output = scrub(res.output, config.s3);
+    const output = scrub(res.output, config.s3, config.backupEnv);
     const what = `the archive of volume ${p.volume} on ${p.node} (${p.key})`;
     if (res.exitCode === null) {
-      throw new AppError('DOCKER_ERROR', `${what}: the helper did not run (${res.state}): ${scrub(res.error ?? '', config.s3)} ${tail(output)}`.trim());
+      throw new AppError('DOCKER_ERROR', `${what}: the helper did not run (${res.state}): ${scrub(res.error ?? '', config.s3, config.backupEnv)} ${tail(output)}`.trim());
     }
     if (res.exitCode !== 0) throw new AppError('S3_ERROR', `${what} failed with exit code ${res.exitCode}: ${tail(output)}`);
     ctx.log.info({ helper: ref.name, key: p.key }, 'archive uploaded');

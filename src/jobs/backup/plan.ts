@@ -2,6 +2,7 @@
  * The pure part of a backup: which volumes, which (node, volume) pairs, under which object keys.
  * Nothing here talks to Docker or S3, so it is unit-tested as is.
  */
+import { SECRET_BACKUP_ENV } from '../../config.js';
 import { AppError } from '../../errors.js';
 import { L, list } from '../labels.js';
 
@@ -115,27 +116,51 @@ export interface S3Settings {
   path: string;
 }
 
+/** where a helper reads the Docker secret that holds offen's variable `name` */
+export const secretFile = (name: string): string => `/run/secrets/${name}`;
+
 /**
- * offen's environment for one archive. The pass-through SWARM_UTILS_BACKUP_ENV_* values come first,
- * so they can never replace what swarm-utils sets (the configuration refuses that anyway).
+ * offen's variables whose values are secrets: the S3 credentials, and the SWARM_UTILS_BACKUP_ENV_* values
+ * whose names say they are (README, Configuration). They become Docker secrets of the job; the helper's
+ * spec only names their files (`<NAME>_FILE`, which offen reads raw). An empty value stays plain env.
+ */
+export function helperSecrets(s3: Pick<S3Settings, 'accessKey' | 'secretAccessKey'>, backupEnv: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(backupEnv)) if (SECRET_BACKUP_ENV.test(name) && value !== '') out[name] = value;
+  if (s3.accessKey) out.AWS_ACCESS_KEY_ID = s3.accessKey;
+  if (s3.secretAccessKey) out.AWS_SECRET_ACCESS_KEY = s3.secretAccessKey;
+  return out;
+}
+
+/** `{NAME: value}` → `{NAME_FILE: /run/secrets/NAME}` for the secret ones, the others as they are */
+function byFile(env: Record<string, string>, secret: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => (k in secret ? [`${k}_FILE`, secretFile(k)] : [k, v])));
+}
+
+/**
+ * offen's environment for one archive: no secret value in it (see helperSecrets). The pass-through
+ * SWARM_UTILS_BACKUP_ENV_* values come first, so they can never replace what swarm-utils sets (the
+ * configuration refuses that anyway).
  */
 export function helperEnv(s3: S3Settings, backupEnv: Record<string, string>, pair: Pick<Pair, 'filename'>): Record<string, string> {
   const prefix = s3Prefix(s3.path);
+  const secret = helperSecrets(s3, backupEnv);
   return {
-    ...backupEnv,
+    ...byFile(backupEnv, secret),
     AWS_S3_BUCKET_NAME: s3.bucket ?? '',
     AWS_ENDPOINT: s3.domain ?? '',
     AWS_ENDPOINT_PROTO: s3.https ? 'https' : 'http',
-    AWS_ACCESS_KEY_ID: s3.accessKey ?? '',
-    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey ?? '',
+    AWS_ACCESS_KEY_ID_FILE: secretFile('AWS_ACCESS_KEY_ID'),
+    AWS_SECRET_ACCESS_KEY_FILE: secretFile('AWS_SECRET_ACCESS_KEY'),
     ...(prefix ? { AWS_S3_PATH: prefix } : {}),
     BACKUP_FILENAME: pair.filename,
   };
 }
 
-/** replaces the S3 credentials wherever they might show up in text that leaves the process */
-export function scrub(text: string, s3: Pick<S3Settings, 'accessKey' | 'secretAccessKey'>): string {
+/** replaces the S3 credentials (and secret backup variables) wherever they might show up in text that leaves the process */
+export function scrub(text: string, s3: Pick<S3Settings, 'accessKey' | 'secretAccessKey'>, backupEnv: Record<string, string> = {}): string {
   let out = text;
-  for (const secret of [s3.secretAccessKey, s3.accessKey]) if (secret) out = out.split(secret).join('[redacted]');
+  const secrets = Object.values(helperSecrets(s3, backupEnv)).sort((a, b) => b.length - a.length);
+  for (const secret of secrets) out = out.split(secret).join('[redacted]');
   return out;
 }

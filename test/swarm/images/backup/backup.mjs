@@ -9,11 +9,14 @@
 //     AWS_S3_PATH (key prefix), AWS_ENDPOINT_INSECURE=true (skip TLS verification);
 //   - object key <AWS_S3_PATH>/<BACKUP_FILENAME>; BACKUP_FILENAME is used literally (offen
 //     expands strftime `%` sequences: the project only uses names without `%`);
+//   - every variable may instead be given as <NAME>_FILE, a path whose content is the value, taken
+//     raw (a trailing newline stays); an unreadable file, or NAME and NAME_FILE both set, leave it
+//     unset (offen's cmd/backup/config_provider.go). swarm-utils passes its secrets this way;
 //   - exit code 0 on success, 1 with a message on stderr on any failure.
 // Plain Node (http, https, crypto, fs, child_process): the image has no npm packages.
 import { spawnSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -23,14 +26,27 @@ const log = (msg) => console.log(`backup: ${msg}`);
 
 class BackupError extends Error {}
 
-function required(name) {
+// offen's lookup: NAME, or the raw content of the file NAME_FILE names; both set counts as unset
+function lookup(name) {
   const value = process.env[name];
-  if (!value) throw new BackupError(`environment variable ${name} is required`);
+  const file = process.env[`${name}_FILE`];
+  if (value !== undefined && file !== undefined) return undefined;
+  if (file === undefined) return value;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function required(name) {
+  const value = lookup(name);
+  if (!value) throw new BackupError(`environment variable ${name} (or ${name}_FILE) is required`);
   return value;
 }
 
 function config() {
-  const env = process.env;
+  const env = new Proxy({}, { get: (_, name) => (typeof name === 'string' ? lookup(name) : undefined) });
   const proto = (env.AWS_ENDPOINT_PROTO || 'https').toLowerCase();
   if (proto !== 'http' && proto !== 'https') {
     throw new BackupError(`AWS_ENDPOINT_PROTO must be http or https, not "${proto}"`);
@@ -152,6 +168,11 @@ async function main() {
   const dir = mkdtempSync(path.join(tmpdir(), 'backup-'));
   const file = path.join(dir, cfg.filename);
   try {
+    // encryption is not part of the stand-in; it only says which passphrase reached it (its length, never the value)
+    for (const name of ['GPG_PASSPHRASE', 'AGE_PASSPHRASE']) {
+      const value = lookup(name);
+      if (value !== undefined) log(`${name} is set (${value.length} characters); the stand-in does not encrypt`);
+    }
     log(`archiving ${cfg.sources} to ${cfg.filename}`);
     const size = archive(cfg.sources, file);
     log(`created ${cfg.filename} (${size} bytes)`);
