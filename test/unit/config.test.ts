@@ -63,6 +63,7 @@ describe('loadConfig: defaults', () => {
       jobRetentionDays: 30,
       logLevel: 'info',
       backupEnv: {},
+      notify: { url: null, on: 'failure', format: 'json' },
     } satisfies Config);
   });
 
@@ -82,6 +83,7 @@ describe('loadConfig: defaults', () => {
     expect([...SECRET_VARS].sort()).toEqual(
       [
         'SWARM_UTILS_ADMIN_TOKEN_LIST',
+        'SWARM_UTILS_NOTIFY_URL',
         'SWARM_UTILS_REGISTRY_PASSWORD',
         'SWARM_UTILS_REGISTRY_USER',
         'SWARM_UTILS_S3_ACCESS_KEY',

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build.sh [ref]: builds the swarm-utils image stand-in from this checkout and pushes it, by
 # default as 10.77.0.1:5443/test/swarm-utils:test; prints the pushed `repo@sha256:…` on stdout.
-# The Dockerfile here is the runtime stage of the repository's Dockerfile on test/node:20; this
+# The Dockerfile here is the runtime stage of the repository's Dockerfile on test/node:<major of the
+# node on PATH> (24 under test/node.sh, as in the Dockerfile); this
 # script does what its build stage does (npm run build, npm prune --omit=dev) in a context under
 # the state dir (the checkout is only read; node_modules is hard-linked, never written).
 # Unchanged inputs (sources, lock files, the built better-sqlite3, base image) reuse the image
@@ -84,7 +85,7 @@ if ! out=$(cd "$ctx" && npm prune --omit=dev --offline --ignore-scripts --no-aud
   die "npm prune --omit=dev failed"
 fi
 
-build_image "$ref" "$ctx"
+build_image "$ref" "$ctx" --build-arg "BASE=$SU_IMAGE_NODE"
 push_image "$ref"
 digest=$(dm image inspect "$ref" --format '{{range .RepoDigests}}{{println .}}{{end}}' | grep -m1 "^${ref%:*}@" || true)
 [[ -n $digest && ${digest#*@} == "$(registry_digest)" ]] || die "the registry does not serve the image just pushed as $ref"
