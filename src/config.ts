@@ -192,6 +192,12 @@ function notifyUrlProblem(url: string): string | null {
     return 'must be an absolute http:// or https:// URL (the value is a secret and is not shown)';
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `must be an http:// or https:// URL (got scheme "${parsed.protocol.replace(/:$/, '').slice(0, 20)}")`;
+  try {
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    return 'the user:password@ part is not valid percent-encoding';
+  }
   return null;
 }
 

@@ -12,9 +12,11 @@ import { createMetrics } from './api/metrics.js';
 import type { Deps } from './engine/types.js';
 import { startScheduler } from './scheduler.js';
 import { createNotifier } from './notify/notifier.js';
+import { exitOnOldNode } from './node-version.js';
 
 /** start-up: config → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
 async function main(): Promise<void> {
+  exitOnOldNode();
   // the image sets SWARM_UTILS_DB_PATH=/data/swarm-utils.db itself (Dockerfile)
   const config = exitOnInvalidConfig(loadConfig(process.env));
   const log = createLogger(config.logLevel);
