@@ -65,7 +65,7 @@ su_use_node() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   su_use_node
-  (($#)) && exec "$@"
+  if (($#)); then exec "$@"; fi
 else
   su_use_node
 fi
