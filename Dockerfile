@@ -1,7 +1,8 @@
 # swarm-utils: one replica on a swarm manager, with /var/run/docker.sock and a volume at /data.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# better-sqlite3 compiles from source when no prebuilt binary can be fetched
+# a native addon without a prebuilt binary for the platform compiles from source (better-sqlite3 13
+# ships Node-API binaries for linux x64/arm64, glibc and musl)
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +10,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
 # the image's default database path (SPEC §2); a checkout defaults to ./data/swarm-utils.db
 ENV NODE_ENV=production \

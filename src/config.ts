@@ -22,6 +22,8 @@ export const SECRET_VARS = [
   'SWARM_UTILS_S3_SECRET_ACCESS_KEY',
   'SWARM_UTILS_REGISTRY_USER',
   'SWARM_UTILS_REGISTRY_PASSWORD',
+  // a webhook URL often holds its token in the path or the query
+  'SWARM_UTILS_NOTIFY_URL',
 ] as const satisfies readonly string[];
 
 /** Variables of the backup helper that swarm-utils sets itself; a passthrough must not override them. */
@@ -178,6 +180,38 @@ function parseRegistryUrl(text: string): string | Problem {
   return new Problem(`must be host[:port] or https://host[:port] (got ${quote(text)})`);
 }
 
+export const NOTIFY_ON = ['failure', 'always'] as const;
+export type NotifyOn = (typeof NOTIFY_ON)[number];
+/** json: {"event", "job"}; slack: {"text"}, the incoming-webhook form Slack, Mattermost, Rocket.Chat and Discord read */
+export const NOTIFY_FORMATS = ['json', 'slack'] as const;
+export type NotifyFormat = (typeof NOTIFY_FORMATS)[number];
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return (text: string): T | Problem => {
+    const lower = text.toLowerCase();
+    const found = values.find((v) => v === lower);
+    return found ?? new Problem(`must be one of ${values.join(', ')} (got ${quote(text)})`);
+  };
+}
+
+/** The URL is a secret: a problem names what is wrong with it, never the URL or a part of it. */
+function notifyUrlProblem(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    return 'must be an absolute http:// or https:// URL (the value is a secret and is not shown)';
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `must be an http:// or https:// URL (got scheme "${parsed.protocol.replace(/:$/, '').slice(0, 20)}")`;
+  try {
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    return 'the user:password@ part is not valid percent-encoding';
+  }
+  return null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The schema
 
@@ -209,6 +243,9 @@ const fieldsSchema = z
     SWARM_UTILS_CONCURRENCY: intVar(4, 1, 64),
     SWARM_UTILS_JOB_RETENTION_DAYS: intVar(30, 1, 36_500),
     SWARM_UTILS_LOG_LEVEL: envVar('info', parseLogLevel),
+    SWARM_UTILS_NOTIFY_URL: secretVar(),
+    SWARM_UTILS_NOTIFY_ON: envVar<NotifyOn>('failure', oneOf(NOTIFY_ON)),
+    SWARM_UTILS_NOTIFY_FORMAT: envVar<NotifyFormat>('json', oneOf(NOTIFY_FORMATS)),
   })
   // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to report
   .catchall(z.string());
@@ -238,6 +275,9 @@ function checkRules(fields: Fields, ctx: z.RefinementCtx<Fields>): void {
   if (cronBackup && !S3_REQUIRED.some(isSet)) {
     report('SWARM_UTILS_IS_CRON_BACKUP', `true needs the S3 settings: set ${S3_REQUIRED.join(', ')}`);
   }
+  const notifyUrl = fields.SWARM_UTILS_NOTIFY_URL;
+  const notifyProblem = notifyUrl === null ? null : notifyUrlProblem(notifyUrl);
+  if (notifyProblem) report('SWARM_UTILS_NOTIFY_URL', notifyProblem);
   const [execution, occupation] = ['SWARM_UTILS_LOCK_MAX_EXECUTION_TIME', 'SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME'] as const;
   if (!invalid.has(execution) && !invalid.has(occupation) && fields[occupation] < fields[execution]) {
     report(occupation, `must be >= ${execution} (${fields[execution]}) (got ${fields[occupation]})`);
@@ -301,6 +341,11 @@ function toConfig(fields: Fields, inImage: boolean) {
     jobRetentionDays: fields.SWARM_UTILS_JOB_RETENTION_DAYS,
     logLevel: fields.SWARM_UTILS_LOG_LEVEL,
     backupEnv: backupEnvOf(fields),
+    notify: {
+      url: fields.SWARM_UTILS_NOTIFY_URL?.trim() || null,
+      on: fields.SWARM_UTILS_NOTIFY_ON,
+      format: fields.SWARM_UTILS_NOTIFY_FORMAT,
+    },
   };
 }
 

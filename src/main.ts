@@ -12,9 +12,12 @@ import { createServicesService } from './api/services-service.js';
 import { createMetrics } from './api/metrics.js';
 import type { Deps } from './engine/types.js';
 import { startScheduler } from './scheduler.js';
+import { createNotifier } from './notify/notifier.js';
+import { exitOnOldNode } from './node-version.js';
 
 /** start-up: config → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
 async function main(): Promise<void> {
+  exitOnOldNode();
   // the image sets SWARM_UTILS_DB_PATH=/data/swarm-utils.db itself (Dockerfile)
   const config = exitOnInvalidConfig(loadConfig(process.env));
   const log = createLogger(config.logLevel);
@@ -27,8 +30,12 @@ async function main(): Promise<void> {
     lockTimeoutMs: config.lockTimeoutMs,
     retentionDays: config.jobRetentionDays,
   });
-  const metrics = createMetrics(db);
+  const metrics = createMetrics(db, { docker, log });
   worker.events.on('finished', (job) => metrics.observeFinished(job));
+  // README "Notifications": derived from the job rows, so it also runs for jobs that ended before a crash
+  const notifier = createNotifier(deps);
+  worker.events.on('finished', () => notifier.wake());
+  notifier.start();
   await worker.start();
   const scheduler = startScheduler(deps, worker);
 
@@ -66,6 +73,7 @@ async function main(): Promise<void> {
     scheduler.stop();
     await app.close().catch(() => undefined);
     await worker.stop();
+    await notifier.stop();
     db.close();
     process.exit(0);
   };

@@ -6,6 +6,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# Node 24 (the image's major), from the npm registry into .node/ when the machine has another one;
+# first, since env.sh tags the stand-in images by the Node major
+. test/node.sh
 . test/swarm/env.sh
 ONCE=0; [ "${1:-}" = "--once" ] && ONCE=1
 PORT="${SWARM_UTILS_PORT:-8080}"
@@ -14,13 +17,7 @@ URL="http://127.0.0.1:$PORT"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-  step "installing Node.js and npm (apt)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-  node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "swarm-utils needs Node.js >= 20" >&2; exit 1; }
-fi
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq curl >/dev/null; }
-[ -d node_modules ] || { step "npm ci"; npm ci --no-audit --no-fund; }
 step "test swarm"
 bash test/swarm/up.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (as root) or a developer's checkout:
-# installs what is missing, brings up the real test swarm (manager + 2 workers, registry, S3),
+# installs what is missing (Node 24 into .node/ when the machine's is another major, node_modules),
+# brings up the real test swarm (manager + 2 workers, registry, S3),
 # type-checks, runs the unit tests, then the cluster tests against the swarm.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,21 +11,11 @@ REPORTS="$(mktemp -d)"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-need_node() {
-  if command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then return; fi
-  step "installing Node.js and npm (apt)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-  if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-    echo "FAILED: node: swarm-utils needs Node.js >= 20 (found $(node --version)); install Node 20 (e.g. from NodeSource) and run again" >&2
-    exit 1
-  fi
-}
-
-need_node
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  step "npm ci"
-  npm ci --no-audit --no-fund
-fi
+# Node 24 (the image's major) first on PATH, from the npm registry when the machine has another
+# major; node_modules installed and built for it (test/node.sh)
+step "Node and node_modules (test/node.sh)"
+. test/node.sh
+echo "node $(node --version) ($(command -v node))"
 
 # the web console's browser tests drive Debian's chromium (playwright-core downloads no browser)
 if [ ! -x /usr/bin/chromium ]; then

@@ -1,10 +1,37 @@
 import { Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../db/index.js';
 import type { JobRow } from '../db/jobs.js';
+import type { Logger } from '../log.js';
+import type { DockerPort } from '../swarm/port.js';
+import { type BackupTarget, expectedBackups, lastSuccesses, targetKey } from './backup-freshness.js';
+
+/** how long a scrape waits for Docker's list of enabled services and their tasks */
+const DOCKER_WAIT_MS = 5_000;
+
+export interface MetricsOptions {
+  /** with Docker, every enabled service's volumes get a last-success series, 0 before their first backup */
+  docker?: Pick<DockerPort, 'listServices' | 'listTasks' | 'listNodes'>;
+  log?: Logger;
+}
 
 /** Prometheus metrics; job counts and last backups are read from SQLite at scrape time, so they survive restarts. */
-export function createMetrics(db: Db) {
+export function createMetrics(db: Db, opts: MetricsOptions = {}) {
   const registry = new Registry();
+  const expectedOrNull = async (): Promise<BackupTarget[] | null> => {
+    if (!opts.docker) return null;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        expectedBackups(opts.docker),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`Docker did not answer within ${DOCKER_WAIT_MS} ms`)), DOCKER_WAIT_MS))),
+      ]);
+    } catch (e) {
+      opts.log?.warn({ err: e }, 'metrics: could not list the enabled services; last-success series from the job history only');
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   new Gauge({
     name: 'swarm_utils_jobs',
     help: 'Jobs in the database by type and state',
@@ -24,25 +51,17 @@ export function createMetrics(db: Db) {
     registers: [registry],
   });
   new Gauge({
-    name: 'swarm_utils_last_successful_backup_timestamp_seconds',
-    help: 'End of the last successful backup archive per service, volume and node',
+    name: 'swarm_utils_backup_last_success_timestamp_seconds',
+    help: 'End of the last successful backup job that archived this volume on this node (0: never), for every enabled service',
     labelNames: ['service', 'volume', 'node'],
     registers: [registry],
-    collect() {
+    async collect() {
+      const last = lastSuccesses(db);
+      const expected = await expectedOrNull();
       this.reset();
-      const rows = db
-        .prepare("SELECT target, result, finished_at AS at FROM jobs WHERE type = 'backup' AND state = 'succeeded' AND target_kind = 'service' ORDER BY id DESC LIMIT 1000")
-        .all() as { target: string; result: string | null; at: number }[];
-      const seen = new Set<string>();
-      for (const r of rows) {
-        const archives = (JSON.parse(r.result ?? 'null') as { archives?: { node: string; volume: string }[] } | null)?.archives ?? [];
-        for (const a of archives) {
-          const key = `${r.target}\0${a.volume}\0${a.node}`;
-          if (seen.has(key)) continue;
-          seen.add(key);
-          this.set({ service: r.target, volume: a.volume, node: a.node }, r.at / 1000);
-        }
-      }
+      // without Docker, what is on record keeps its series, so the alert neither fires nor clears on a hiccup
+      const targets = expected ?? [...last.values()].map((l) => l.target);
+      for (const t of targets) this.set({ ...t }, (last.get(targetKey(t))?.at ?? 0) / 1000);
     },
   });
   return {

@@ -16,6 +16,8 @@ export interface JobView {
   createdAt: string | null;
   startedAt: string | null;
   finishedAt: string | null;
+  /** when a notification of this job was last delivered (README "Notifications") */
+  notifiedAt: string | null;
   error: { code: string; message: string } | null;
   result: unknown;
   steps: { name: string; state: string; startedAt: string | null; finishedAt: string | null; detail: Record<string, unknown>; output: string | null }[];
@@ -36,6 +38,7 @@ export function presentJob(job: JobRow, steps: StepRow[]): JobView {
     createdAt: iso(job.createdAt),
     startedAt: iso(job.startedAt),
     finishedAt: iso(job.finishedAt),
+    notifiedAt: iso(job.notifiedAt),
     error: job.errorCode ? { code: job.errorCode, message: job.errorMessage ?? '' } : null,
     result: job.result,
     steps: steps.map((s) => ({

@@ -34,6 +34,8 @@ export interface JobRow {
   result: unknown;
   owner: string | null;
   cancelRequested: boolean;
+  /** when the job's last notification was delivered (migrations/0005_notifications.sql) */
+  notifiedAt: number | null;
 }
 
 export interface NewJob {
@@ -76,6 +78,7 @@ interface RawJob {
   result: string | null;
   owner: string | null;
   cancel_requested: number;
+  notified_at?: number | null;
 }
 
 const parse = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
@@ -105,6 +108,7 @@ function fromRaw(r: RawJob): JobRow {
     result: parse(r.result, null),
     owner: r.owner,
     cancelRequested: r.cancel_requested === 1,
+    notifiedAt: r.notified_at ?? null,
   };
 }
 

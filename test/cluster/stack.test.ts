@@ -3,13 +3,16 @@
  * says: the image, the admin token secret, the manager labelled swarm-utils.data=true, then
  * `docker stack deploy --with-registry-auth -c swarm-stack.yml`.
  *
- * - The image is a stand-in: node:20-bookworm-slim cannot be pulled here, so
- *   test/swarm/images/swarm-utils/build.sh builds the Dockerfile's runtime stage on test/node:20
- *   from this checkout (dist/ from `npm run build`, node_modules after `npm prune --omit=dev`) and
- *   pushes it as 10.77.0.1:5443/test/swarm-utils:test (reused while its inputs do not change).
+ * - The image is a stand-in: node:24-bookworm-slim cannot be pulled here, so
+ *   test/swarm/images/swarm-utils/build.sh builds the Dockerfile's runtime stage on test/node:24
+ *   (the Node 24 the tests run on, test/node.sh) from this checkout (dist/ from `npm run build`,
+ *   node_modules after `npm prune --omit=dev`) and pushes it as 10.77.0.1:5443/test/swarm-utils:test
+ *   (reused while its inputs do not change).
  * - swarm-stack.yml is deployed unchanged, plus test/swarm/images/swarm-utils/stack.test.yml:
- *   the registry user and password as Docker secrets read through *_FILE, which the stack does
- *   not pass (an operator adds them the same way).
+ *   the registry and S3 credentials and the notification URL as Docker secrets read through
+ *   *_FILE, which the stack does not pass (an operator adds them the same way).
+ * - Through the deployed instance: an update of a service on the workers, a backup of a stop=true
+ *   service on a worker into s3rver, and their notifications to a receiver on the test host.
  *
  * Needs port 8080 on the manager (the stack publishes it in host mode) and the fixed names below;
  * what an interrupted run left (the stack, its volume, secrets labelled swarm-utils.test=stack)
@@ -18,8 +21,11 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGES, REGISTRY, REGISTRY_AUTH, SWARM_SCRIPTS_DIR, run, type RunResult } from '../helpers/testbed.js';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { IMAGES, REGISTRY, REGISTRY_AUTH, S3, SWARM_SCRIPTS_DIR, run, type RunResult } from '../helpers/testbed.js';
 import { createAppService, execInTask, manager, removeServices, runningTasks, uid } from '../helpers/cluster.js';
+import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { deleteS3Prefix, removeVolumes, s3Client } from '../helpers/leftovers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BUILD_SCRIPT = `${SWARM_SCRIPTS_DIR}images/swarm-utils/build.sh`;
@@ -39,14 +45,28 @@ const OWN = { key: 'swarm-utils.test', value: 'stack' } as const;
 const OWN_LABEL_MARK = 'swarm-utils.test.data-label';
 
 const TOKEN = `stack-admin-${randomBytes(16).toString('hex')}`;
-const APP = `stack-app-${uid()}`;
+const RUN = uid();
+const APP = `stack-app-${RUN}`;
+/** backed up through the deployed instance: stop=true, on a worker */
+const DB = `stack-db-${RUN}`;
+const DB_VOLUME = `stack-db-data-${RUN}`;
+const S3_PREFIX = `stack-${RUN}`;
+// s3rver checks no signature: a unique secret shows it never reaches a log or a notification
+const S3_SECRET = `stack-s3-secret-${randomBytes(8).toString('hex')}`;
+const HOOK_TOKEN = `stack-hook-${randomBytes(8).toString('hex')}`;
 const SECRETS: Record<string, string> = {
   // the name swarm-stack.yml expects (external)
   swarm_utils_admin_tokens: TOKEN,
   // the names stack.test.yml expects (external)
   swarm_utils_registry_user: REGISTRY_AUTH.username,
   swarm_utils_registry_password: REGISTRY_AUTH.password,
+  swarm_utils_s3_key: S3.accessKey,
+  swarm_utils_s3_secret: S3_SECRET,
+  // set in beforeAll: the receiver's port is known once it listens
+  swarm_utils_notify_url: '',
 };
+/** on the test host's bridge address, which the deployed container reaches */
+let receiver: Receiver | null = null;
 
 let managerId = '';
 /** repo@sha256:… that build.sh pushed */
@@ -208,6 +228,8 @@ async function removeLeftovers(): Promise<void> {
 beforeAll(async () => {
   managerId = (await manager.info()).Swarm.NodeID;
   await removeLeftovers();
+  receiver = await startReceiver('10.77.0.1');
+  SECRETS.swarm_utils_notify_url = `${receiver.url}/hook/${HOOK_TOKEN}`;
   const taken = await fetch(`${BASE_URL}/healthz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status, () => null);
   if (taken !== null) {
     throw new Error(`${BASE_URL} already answers (HTTP ${taken}): port 8080 on the manager is taken (test/demo.sh's server? a swarm-utils deployed by hand?); stop it and run again`);
@@ -232,11 +254,26 @@ beforeAll(async () => {
   const started = await Promise.allSettled([
     // the service the deployed instance updates: two tasks, one per worker, pulled with credentials
     createAppService(APP, { image: IMAGES.appV1, replicas: 2, onWorkers: true }),
+    createAppService(DB, {
+      constraints: ['node.hostname==su-worker-1'],
+      mounts: [{ Type: 'volume', Source: DB_VOLUME, Target: '/data' }],
+      labels: {
+        'swarm-utils.backup.enable': 'true',
+        'swarm-utils.backup.stop': 'true',
+        'swarm-utils.backup.exec': 'echo "dump of $(hostname)" > /data/dump.sql',
+      },
+    }),
     (async () => {
       await docker(['stack', 'deploy', '--with-registry-auth', '--detach=true', '-c', 'swarm-stack.yml', '-c', STACK_OVERRIDE, STACK], {
         env: {
           SWARM_UTILS_IMAGE: IMAGE,
           SWARM_UTILS_REGISTRY_URL: `https://${REGISTRY}`,
+          SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: IMAGES.dockerCli,
+          SWARM_UTILS_BACKUP_IMAGE: IMAGES.backup,
+          SWARM_UTILS_S3_DOMAIN: S3.endpoint,
+          SWARM_UTILS_S3_HTTPS: 'false',
+          SWARM_UTILS_S3_BUCKET_NAME: S3.bucket,
+          SWARM_UTILS_S3_PATH: S3_PREFIX,
           // the most the log says: none of it may hold a secret
           SWARM_UTILS_LOG_LEVEL: 'debug',
         },
@@ -256,8 +293,11 @@ afterAll(async () => {
       problems.push(`${what}: ${message(e)}`);
     }
   };
-  await step(`remove service ${APP}`, () => removeServices(APP));
+  await step(`remove services ${APP}, ${DB}`, () => removeServices(APP, DB));
   if (deployed) await step(`remove stack ${STACK} and volume ${VOLUME}`, removeStack);
+  await step(`remove volume ${DB_VOLUME}`, () => removeVolumes([DB_VOLUME]));
+  await step(`remove s3 prefix ${S3_PREFIX}`, () => deleteS3Prefix(S3_PREFIX));
+  await step('stop the receiver', async () => receiver?.close());
   for (const name of createdSecrets) await step(`remove secret ${name}`, () => removeSecret(name));
   if (labelAdded) await step(`remove label ${DATA_LABEL} of the manager`, () => setManagerLabel(false));
   if (problems.length) throw new Error(`clean-up incomplete:\n${problems.join('\n')}`);
@@ -279,6 +319,9 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     expect(c.Config.WorkingDir).toBe('/app');
     expect(c.Config.Cmd).toEqual(['node', 'dist/main.js']);
     expect(c.Config.Env).toEqual(expect.arrayContaining(['NODE_ENV=production', 'SWARM_UTILS_DB_PATH=/data/swarm-utils.db']));
+    // the Dockerfile's node:24-bookworm-slim, here its stand-in test/node:24
+    expect(c.Config.Env).toEqual(expect.arrayContaining([expect.stringMatching(/^NODE_VERSION=24\./)]));
+    expect((await execIn(containerId, ['node', '--version'])).output.trim()).toMatch(/^v24\./);
     expect(c.Mounts).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ Type: 'bind', Source: '/var/run/docker.sock', Destination: '/var/run/docker.sock' }),
@@ -333,7 +376,14 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     const got = await api('GET', `/jobs/${job.id}`, TOKEN);
     expect(got.status, JSON.stringify(got.json)).toBe(200);
     expect(got.json).toMatchObject({ id: job.id, type: 'update', state: 'succeeded', target: { service: APP }, result: { image: job.result.image } });
-    jobBefore = got.json;
+    // NOTIFY_ON=always (stack.test.yml): the job reaches the receiver on the test host, then shows notifiedAt
+    const notified = await until(`the notification of update job ${job.id}`, 60_000, async () => {
+      if (!receiver!.received.some((x) => x.json?.job?.id === job.id)) return null;
+      const j = await api('GET', `/jobs/${job.id}`, TOKEN);
+      return j.json.notifiedAt ? j.json : null;
+    }, false);
+    expect(receiver!.received.find((x) => x.json?.job?.id === job.id)!.json).toEqual({ event: 'succeeded', job: { ...notified, notifiedAt: null } });
+    jobBefore = notified;
 
     // swarm reports the task `starting` until the image's HEALTHCHECK first passes (its interval is
     // 30 s), and `docker service logs` shows nothing of a task before it runs
@@ -345,6 +395,40 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     expect(logs).toContain('swarm-utils started');
     expect(logs).not.toContain(TOKEN);
     expect(logs).not.toContain(REGISTRY_AUTH.password);
+  });
+
+  it('backs up a stop=true service on a worker into S3 (credentials from *_FILE secrets), notifies the receiver; no secret and no Node warning in its log', async () => {
+    const r = await api('POST', `/backup?service=${DB}&waitRes=true`, TOKEN, 180_000);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const job = r.json;
+    expect(job.steps.map((s: any) => [s.name, s.state])).toEqual([
+      ['resolve', 'done'],
+      ['exec', 'done'],
+      ['stop', 'done'],
+      ['archive', 'done'],
+      ['restore', 'done'],
+      ['verify', 'done'],
+    ]);
+    expect(job.result.archives).toHaveLength(1);
+    const [archive] = job.result.archives;
+    expect(archive).toMatchObject({ node: 'su-worker-1', volume: DB_VOLUME });
+    expect(archive.key.startsWith(`${S3_PREFIX}/su-worker-1_${DB_VOLUME}_`)).toBe(true);
+    const listed = await s3Client.send(new ListObjectsV2Command({ Bucket: S3.bucket, Prefix: `${S3_PREFIX}/` }));
+    expect(listed.Contents?.map((o) => [o.Key, o.Size])).toEqual([[archive.key, archive.size]]);
+    expect((await runningTasks(DB)).length).toBe(1);
+
+    const note = await until(`the notification of backup job ${job.id}`, 60_000, async () => receiver!.received.find((x) => x.json?.job?.id === job.id), false);
+    expect(note.path).toBe(`/hook/${HOOK_TOKEN}`);
+    expect(note.json).toMatchObject({ event: 'succeeded', job: { id: job.id, type: 'backup', state: 'succeeded', result: { archives: [archive] } } });
+    const logs = await until(`the backup in the service log of ${SERVICE}`, 30_000, async () => {
+      const l = await serviceLogs();
+      return l.includes(`/backup?service=${DB}`) && l.includes('notification delivered') ? l : null;
+    });
+    for (const text of [logs, ...receiver!.received.map((x) => x.text)]) {
+      for (const secret of [S3_SECRET, TOKEN, REGISTRY_AUTH.password, HOOK_TOKEN]) expect(text).not.toContain(secret);
+    }
+    // Node 24: neither Node nor the AWS SDK (which warns on Node 20) prints a warning
+    expect(logs).not.toMatch(/\(node:\d+\)|Warning:/);
   });
 
   it('keeps the job through a forced update of the stack service (stop-first; the database is on the /data volume)', async () => {

@@ -74,7 +74,7 @@ export async function startServer(env: Record<string, string> = {}, opts: { dbPa
   };
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}:\n${out}`);
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`server exited with ${proc.exitCode ?? proc.signalCode}:\n${out}`);
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
     } catch {

@@ -59,8 +59,8 @@ export const IMAGES = {
   dockerCli: `${REGISTRY}/test/docker-cli:latest`,
   /** stand-in for offen/docker-volume-backup (test/swarm/images/backup/backup.mjs) */
   backup: `${REGISTRY}/test/backup:${imageTag('backup')}`,
-  /** busybox + the host's node and its libraries + the CA bundle: stand-in for node:20-bookworm-slim */
-  node: `${REGISTRY}/test/node:20`,
+  /** busybox + the tests' node and its libraries + the CA bundle: stand-in for node:<major>-bookworm-slim */
+  node: `${REGISTRY}/test/node:${process.versions.node.split('.')[0]}`,
 } as const;
 
 export const MANAGER_SOCKET = '/var/run/docker.sock';

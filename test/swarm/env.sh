@@ -41,6 +41,7 @@ su_image_tag() {
   } | sha256sum | cut -c1-12
 }
 export SU_IMAGE_BACKUP=$SU_REGISTRY/test/backup:$(su_image_tag "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/images/backup")
-# node + its libraries + busybox + CA bundle: the base of the swarm-utils image stand-in
-export SU_IMAGE_NODE=$SU_REGISTRY/test/node:20
+# node + its libraries + busybox + CA bundle: the base of the swarm-utils image stand-in, tagged by
+# the major of the node on PATH (the tests' node: test/node.sh puts the image's major there)
+export SU_IMAGE_NODE=$SU_REGISTRY/test/node:$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)
 export SU_IMAGES="$SU_IMAGE_BUSYBOX $SU_IMAGE_APP_V1 $SU_IMAGE_APP_V2 $SU_IMAGE_APP_CRASH $SU_IMAGE_DOCKER_CLI $SU_IMAGE_BACKUP $SU_IMAGE_NODE"

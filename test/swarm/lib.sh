@@ -190,10 +190,11 @@ ensure_login() {
     die "docker login $SU_REGISTRY failed"
 }
 
-# build_image <ref> <context dir>: legacy builder, output to the log unless it fails
+# build_image <ref> <context dir> [docker build options…]: legacy builder, output to the log unless it fails
 build_image() {
   local ref=$1 ctx=$2 out
-  if ! out=$(dm build -t "$ref" "$ctx" 2>&1); then
+  shift 2
+  if ! out=$(dm build "$@" -t "$ref" "$ctx" 2>&1); then
     printf '%s\n' "$out" >&2
     die "docker build of $ref failed"
   fi
@@ -255,14 +256,15 @@ copy_with_libs() {
   done
 }
 
-# build_node_image: $SU_IMAGE_NODE from the host's node (the one node_modules' native addons
-# were built for), its libraries, busybox and the CA bundle; pushed. Needs ensure_login and
-# ensure_base_local first.
+# build_node_image: $SU_IMAGE_NODE from the node on PATH (the tests' node, the one node_modules'
+# native addons were built for: test/node.sh), its libraries, busybox and the CA bundle; pushed.
+# Needs ensure_login and ensure_base_local first.
 build_node_image() {
   local ctx=$SU_STATE/build/node node version
   node=$(command -v node) || die "node is missing"
   version=$("$node" --version)
-  [[ $version == v20.* ]] || log "warning: $SU_IMAGE_NODE gets the host's node $version"
+  [[ ${SU_IMAGE_NODE##*:} == "$(major=${version#v}; echo "${major%%.*}")" ]] ||
+    die "$SU_IMAGE_NODE cannot hold node $version (env.sh was sourced with another node on PATH)"
   rm -rf "$ctx" && mkdir -p "$ctx/rootfs/usr/bin" "$ctx/rootfs/etc/ssl/certs"
   cp "$SU_HERE/images/node/Dockerfile" "$ctx/"
   copy_with_libs "$node" "$ctx/rootfs"

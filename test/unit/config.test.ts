@@ -64,6 +64,7 @@ describe('loadConfig: defaults', () => {
       jobRetentionDays: 30,
       logLevel: 'info',
       backupEnv: {},
+      notify: { url: null, on: 'failure', format: 'json' },
     } satisfies Config);
   });
 
@@ -84,6 +85,7 @@ describe('loadConfig: defaults', () => {
       [
         'SWARM_UTILS_ADMIN_TOKEN_LIST',
         'SWARM_UTILS_METRICS_TOKEN_LIST',
+        'SWARM_UTILS_NOTIFY_URL',
         'SWARM_UTILS_REGISTRY_PASSWORD',
         'SWARM_UTILS_REGISTRY_USER',
         'SWARM_UTILS_S3_ACCESS_KEY',

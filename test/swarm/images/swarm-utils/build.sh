@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # build.sh [ref]: builds the swarm-utils image stand-in from this checkout and pushes it, by
 # default as 10.77.0.1:5443/test/swarm-utils:test; prints the pushed `repo@sha256:…` on stdout.
-# The Dockerfile here is the runtime stage of the repository's Dockerfile on test/node:20; this
+# The Dockerfile here is the runtime stage of the repository's Dockerfile on test/node:<major of the
+# node on PATH> (24 under test/node.sh, as in the Dockerfile); this
 # script does what its build stage does (npm run build, npm prune --omit=dev) in a context under
 # the state dir (the checkout is only read; node_modules is hard-linked, never written).
-# Unchanged inputs (sources, lock files, the built better-sqlite3, base image) reuse the image
+# Unchanged inputs (sources, lock files, the better-sqlite3 addon, base image) reuse the image
 # pushed last time: the build itself takes ~25 s here (the daemon reads ~9k files of node_modules).
 set -euo pipefail
 # shellcheck source=../../lib.sh
@@ -19,7 +20,7 @@ mkdir -p "$SU_STATE/build"
 
 ensure_login
 ensure_base_local
-# the base must hold the node that node_modules' native addon (better-sqlite3) was built for
+# the base must hold the node the tests run on (node_modules was installed and checked with it)
 base_version() {
   dm image inspect "$SU_IMAGE_NODE" --format '{{range .Config.Env}}{{println .}}{{end}}' 2>/dev/null |
     sed -n 's/^NODE_VERSION=//p'
@@ -39,7 +40,7 @@ inputs() {
     cd "$SU_PROJECT"
     echo "$node_version $(dm image inspect "$SU_IMAGE_NODE" --format '{{.Id}}')"
     find src migrations public "$here/Dockerfile" "$here/build.sh" tsconfig.json tsconfig.build.json package.json package-lock.json \
-      node_modules/.package-lock.json node_modules/better-sqlite3/build/Release/better_sqlite3.node \
+      node_modules/.package-lock.json node_modules/better-sqlite3/prebuilds \
       -type f -print0 | sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -d' ' -f1
 }
@@ -73,8 +74,8 @@ cp "$here/Dockerfile" "$ctx/"
 # the Dockerfile's build stage: npm run build (into a fresh dist/), npm prune --omit=dev
 (cd "$SU_PROJECT" && npm run -s build -- --outDir "$ctx/dist") >&2 || die "npm run build failed"
 cp -a "$SU_PROJECT/package.json" "$SU_PROJECT/package-lock.json" "$SU_PROJECT/migrations" "$SU_PROJECT/public" "$ctx/"
-[[ -f $SU_PROJECT/node_modules/better-sqlite3/build/Release/better_sqlite3.node ]] ||
-  die "node_modules has no built better-sqlite3 (run npm ci)"
+(cd "$SU_PROJECT" && node -e 'new (require("better-sqlite3"))(":memory:").close()') ||
+  die "node_modules has no better-sqlite3 that loads in node $node_version (run: bash test/node.sh)"
 # hard links: prune only unlinks; the one file npm rewrites is a copy of its own
 cp -al "$SU_PROJECT/node_modules" "$ctx/"
 rm "$ctx/node_modules/.package-lock.json"
@@ -84,7 +85,7 @@ if ! out=$(cd "$ctx" && npm prune --omit=dev --offline --ignore-scripts --no-aud
   die "npm prune --omit=dev failed"
 fi
 
-build_image "$ref" "$ctx"
+build_image "$ref" "$ctx" --build-arg "BASE=$SU_IMAGE_NODE"
 push_image "$ref"
 digest=$(dm image inspect "$ref" --format '{{range .RepoDigests}}{{println .}}{{end}}' | grep -m1 "^${ref%:*}@" || true)
 [[ -n $digest && ${digest#*@} == "$(registry_digest)" ]] || die "the registry does not serve the image just pushed as $ref"
