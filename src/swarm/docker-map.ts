@@ -163,6 +163,7 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
       ContainerSpec: containerSpec,
       RestartPolicy: { Condition: 'none' },
       Placement: { Constraints: [`node.id==${spec.nodeId}`] },
+      ...(spec.networks?.length ? { Networks: spec.networks.map((target) => ({ Target: target })) } : {}),
     },
   };
 }

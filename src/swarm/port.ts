@@ -83,6 +83,8 @@ export interface HelperSpec {
   env: Record<string, string>;
   mounts: Mount[];
   auth?: RegistryAuth;
+  /** overlay networks (names or ids) the helper's task joins, e.g. to reach an S3 service by its name */
+  networks?: string[];
 }
 
 export interface HelperRef {
