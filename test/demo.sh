@@ -7,6 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . test/swarm/env.sh
+# on a node of a real swarm, stop before installing anything (up.sh refuses too): see README
+bash test/swarm/guard.sh --no-record || exit 1
 ONCE=0; [ "${1:-}" = "--once" ] && ONCE=1
 PORT="${SWARM_UTILS_PORT:-8080}"
 TOKEN=demo-admin-token
