@@ -22,6 +22,8 @@ export interface ServiceInfo {
   replicas: number | null;
   /** TaskTemplate.ContainerSpec.Image as stored in the spec (may carry @sha256:…) */
   image: string;
+  /** the image of PreviousSpec (what `docker service rollback` returns to), null when there is none */
+  previousImage?: string | null;
   /** TaskTemplate.ForceUpdate counter */
   forceUpdate: number;
   updateStatus: { state: string; message: string | null; startedAt: string | null; completedAt: string | null } | null;
