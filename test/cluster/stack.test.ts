@@ -7,9 +7,8 @@
  *   test/swarm/images/swarm-utils/build.sh builds the Dockerfile's runtime stage on test/node:20
  *   from this checkout (dist/ from `npm run build`, node_modules after `npm prune --omit=dev`) and
  *   pushes it as 10.77.0.1:5443/test/swarm-utils:test (reused while its inputs do not change).
- * - swarm-stack.yml is deployed unchanged, plus test/swarm/images/swarm-utils/stack.test.yml:
- *   the registry user and password as Docker secrets read through *_FILE, which the stack does
- *   not pass (an operator adds them the same way).
+ * - swarm-stack.yml is deployed unchanged, plus deploy/registry-secrets.yml: the registry user
+ *   and password as Docker secrets read through *_FILE, as the README tells an operator.
  *
  * Needs port 8080 on the manager (the stack publishes it in host mode) and the fixed names below;
  * what an interrupted run left (the stack, its volume, secrets labelled swarm-utils.test=stack)
@@ -23,7 +22,7 @@ import { createAppService, execInTask, manager, removeServices, runningTasks, ui
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BUILD_SCRIPT = `${SWARM_SCRIPTS_DIR}images/swarm-utils/build.sh`;
-const STACK_OVERRIDE = `${SWARM_SCRIPTS_DIR}images/swarm-utils/stack.test.yml`;
+const STACK_OVERRIDE = 'deploy/registry-secrets.yml';
 const IMAGE = `${REGISTRY}/test/swarm-utils:test`;
 
 const STACK = 'su-stack-test';
@@ -43,7 +42,7 @@ const APP = `stack-app-${uid()}`;
 const SECRETS: Record<string, string> = {
   // the name swarm-stack.yml expects (external)
   swarm_utils_admin_tokens: TOKEN,
-  // the names stack.test.yml expects (external)
+  // the names deploy/registry-secrets.yml expects (external)
   swarm_utils_registry_user: REGISTRY_AUTH.username,
   swarm_utils_registry_password: REGISTRY_AUTH.password,
 };
@@ -267,7 +266,9 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
   it('runs one task on the labelled manager, the image pinned by digest, socket and /data volume mounted; /healthz and /readyz answer 200 on port 8080', async () => {
     const svc: any = await manager.getService(SERVICE).inspect();
     expect(svc.Spec.TaskTemplate.ContainerSpec.Image).toBe(`${IMAGE}@${pushed.split('@')[1]}`);
-    expect(svc.Spec.Labels).toMatchObject({ 'swarm-utils.self': 'true', 'com.docker.stack.namespace': STACK });
+    expect(svc.Spec.Labels).toMatchObject({ 'com.docker.stack.namespace': STACK });
+    // swarm-utils reads no label of its own service
+    expect(Object.keys(svc.Spec.Labels).filter((k) => k.startsWith('swarm-utils.'))).toEqual([]);
     expect(svc.Spec.EndpointSpec.Ports).toEqual([expect.objectContaining({ TargetPort: 8080, PublishedPort: 8080, PublishMode: 'host' })]);
 
     const task = await currentTask();
