@@ -8,7 +8,7 @@ import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 
 /**
- * backup of one service (SPEC §7), on the tasks taken at the start:
+ * backup of one service (README "How jobs run"), on the tasks taken at the start:
  *   resolve → exec → stop → archive (+ upload) → restore (always) → verify.
  * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys
  * (resolve), the replica count (stop), each finished archive (archive).

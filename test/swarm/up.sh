@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up the test swarm on this machine (Debian 12, as root); idempotent, and quick when it
-# already runs. See /work/shared/TESTBED.md for why it is built this way.
+# already runs. README "The test swarm" says why it is built this way.
 #   manager   the host's own dockerd (/var/run/docker.sock), swarm address 10.77.0.1
 #   workers   su-worker-1 (10.77.0.2), su-worker-2 (10.77.0.3): a dockerd each in its own
 #             network namespace on bridge su-br0, reached at $SU_STATE/sock/<name>.sock
