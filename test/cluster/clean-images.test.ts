@@ -123,8 +123,7 @@ describe('image prune keeps what a rollback needs', () => {
     expect(step.detail.reclaimedBytes).toBeGreaterThan(0);
     expect(step.output).toContain(`previous image of service ${APP}`);
 
-    // and a rollback finds v1 on the node: it starts without a pull (the registry is not asked here,
-    // but the image is there, which is what a node-local image needs)
+    // and the rollback the kept image is for: the service returns to its previous spec and runs v1 again
     const rb = await inspect(APP);
     await manager.getService(APP).update({ version: rb.Version.Index, ...rb.PreviousSpec });
     const end = Date.now() + 60_000;

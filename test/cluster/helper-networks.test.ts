@@ -16,7 +16,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { IMAGES, REGISTRY, REGISTRY_AUTH, run } from '../helpers/testbed.js';
+import { IMAGES, REGISTRY, REGISTRY_AUTH, dockerFor, run } from '../helpers/testbed.js';
 import { createAppService, execInTask, manager, removeServices, runningTasks, uid } from '../helpers/cluster.js';
 import {
   SWARM_UTILS_IMAGE,
@@ -152,7 +152,7 @@ afterAll(async () => {
   await step(`remove network ${NET}`, () => until(`network ${NET} removed`, 30_000, () => manager.getNetwork(NET).remove().then(() => true, (e: any) => e?.statusCode === 404)));
   // the helper containers Docker 20.10 leaves behind keep the volume in use (moby/moby#44312)
   await step('remove the app volume', async () => {
-    const w1 = (await import('../helpers/testbed.js')).dockerFor('su-worker-1');
+    const w1 = dockerFor('su-worker-1');
     for (const c of await w1.listContainers({ all: true, filters: { volume: [APP_VOLUME] } })) await w1.getContainer(c.Id).remove({ force: true });
     await w1.getVolume(APP_VOLUME).remove().catch(() => undefined);
   });

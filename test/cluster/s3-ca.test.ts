@@ -59,8 +59,13 @@ beforeAll(async () => {
     ['--directory', dataDir, '--address', '10.77.0.1', '--port', String(port), '--key', ca.serverKeyPath, '--cert', ca.serverCertPath, '--configure-bucket', BUCKET, '--silent'],
     { stdio: 'ignore' },
   );
+  const listening = () =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '10.77.0.1');
+      socket.on('connect', () => resolve(socket.destroy() !== undefined)).on('error', () => resolve(false));
+    });
   const end = Date.now() + 30_000;
-  while (!(await new Promise<boolean>((r) => net.connect(port, '10.77.0.1').on('connect', function (this: net.Socket) { this.destroy(); r(true); }).on('error', () => r(false))))) {
+  while (!(await listening())) {
     if (Date.now() > end) throw new Error('the HTTPS s3rver did not start');
     await new Promise((r) => setTimeout(r, 200));
   }
