@@ -12,7 +12,7 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim
 WORKDIR /app
-# the image's default database path (SPEC §2); a checkout defaults to ./data/swarm-utils.db
+# the image's default database path (README "Configuration"); a checkout defaults to ./data/swarm-utils.db
 ENV NODE_ENV=production \
     SWARM_UTILS_DB_PATH=/data/swarm-utils.db
 COPY --from=build /app/node_modules ./node_modules

@@ -1,11 +1,12 @@
 /**
- * Configuration (SPEC §2): one zod schema over the SWARM_UTILS_* environment variables.
+ * Configuration (README "Configuration"): one zod schema over the SWARM_UTILS_* environment variables.
  *
  * Start-up must list every mistake at once, so nothing here stops at the first problem:
  * each variable is checked on its own, the cross-field rules still run when some variable
  * failed, and every problem is one line that begins with the variable to fix.
  * Secret values never appear in a problem; non-secret values are quoted to help.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Cron } from 'croner';
 import { z } from 'zod';
@@ -26,6 +27,9 @@ export const SECRET_VARS = [
   'SWARM_UTILS_NOTIFY_URL',
 ] as const satisfies readonly string[];
 
+/** variables that are not secret but also accept NAME_FILE (a certificate is easier to mount than to paste) */
+const FILE_VARS = ['SWARM_UTILS_S3_CA_CERT'] as const;
+
 /** Variables of the backup helper that swarm-utils sets itself; a passthrough must not override them. */
 const RESERVED_BACKUP_ENV = new Set([
   'AWS_S3_BUCKET_NAME',
@@ -36,6 +40,7 @@ const RESERVED_BACKUP_ENV = new Set([
   'AWS_ACCESS_KEY_ID_FILE',
   'AWS_SECRET_ACCESS_KEY_FILE',
   'AWS_S3_PATH',
+  'AWS_ENDPOINT_CA_CERT',
   'BACKUP_FILENAME',
 ]);
 
@@ -212,6 +217,63 @@ function notifyUrlProblem(url: string): string | null {
   return null;
 }
 
+const S3_REGION = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+
+function parseS3Region(text: string): string | Problem {
+  if (S3_REGION.test(text)) return text;
+  return new Problem(`must be a region name such as "eu-central-1", "us-west-004" or "auto" (got ${quote(text)})`);
+}
+
+export const ADDRESSING_STYLES = ['auto', 'path', 'virtual'] as const;
+export type AddressingStyle = (typeof ADDRESSING_STYLES)[number];
+
+function parseAddressingStyle(text: string): AddressingStyle | Problem {
+  const style = text.toLowerCase();
+  if ((ADDRESSING_STYLES as readonly string[]).includes(style)) return style as AddressingStyle;
+  return new Problem(`must be one of ${ADDRESSING_STYLES.join(', ')} (got ${quote(text)})`);
+}
+
+/**
+ * One PEM certificate. offen reads only the first certificate of AWS_ENDPOINT_CA_CERT, so a bundle
+ * would be trusted by swarm-utils and not by the helpers: refused rather than half used.
+ */
+function parseCaCert(text: string): string | Problem {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) return new Problem('must be a PEM certificate ("-----BEGIN CERTIFICATE-----…") or, as _FILE, the path of one');
+  if (blocks.length > 1) {
+    return new Problem(`holds ${blocks.length} certificates: give only the CA certificate that signed the S3 server's certificate (offen reads only the first)`);
+  }
+  try {
+    new X509Certificate(blocks[0]!);
+  } catch (err) {
+    return new Problem(`is not a valid certificate: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return `${blocks[0]!}\n`;
+}
+
+/** Docker network names (and ids) */
+const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+function parseNetworks(text: string): string[] | Problem {
+  const names = splitList(text);
+  const bad = names.filter((name) => !NETWORK_NAME.test(name));
+  if (bad.length === 0) return [...new Set(names)];
+  return new Problem(`${bad.map(quote).join(', ')} ${bad.length > 1 ? 'are not network names' : 'is not a network name'} (letters, digits, "_", "." and "-")`);
+}
+
+/**
+ * The region an AWS endpoint names (`s3.eu-west-3.amazonaws.com`, `s3-eu-west-3.amazonaws.com`,
+ * `s3.dualstack.eu-west-3.amazonaws.com`): offen's client (minio-go) signs for that region, whatever
+ * swarm-utils is told, so the two must agree. null for other endpoints and for `s3.amazonaws.com`.
+ */
+export function regionOfAwsDomain(domain: string): string | null {
+  const host = domain.replace(/:\d+$/, '').toLowerCase();
+  const m = /^s3[.-](?:dualstack\.)?([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(host);
+  return m && m[1] !== 'external-1' ? m[1]! : null;
+}
+
+export const isAwsDomain = (domain: string): boolean => /(^|\.)amazonaws\.com(\.cn)?$/i.test(domain.replace(/:\d+$/, ''));
+
 // ---------------------------------------------------------------------------------------------
 // The schema
 
@@ -234,6 +296,10 @@ const fieldsSchema = z
     SWARM_UTILS_S3_ACCESS_KEY: secretVar(),
     SWARM_UTILS_S3_SECRET_ACCESS_KEY: secretVar(),
     SWARM_UTILS_S3_PATH: envVar('', asIs),
+    SWARM_UTILS_S3_REGION: envVar<string | null>(null, parseS3Region),
+    SWARM_UTILS_S3_ADDRESSING_STYLE: envVar<AddressingStyle>('auto', parseAddressingStyle),
+    SWARM_UTILS_S3_CA_CERT: envVar<string | null>(null, parseCaCert),
+    SWARM_UTILS_HELPER_NETWORKS: envVar<string[]>([], parseNetworks),
     SWARM_UTILS_REGISTRY_URL: envVar<string | null>(null, parseRegistryUrl),
     SWARM_UTILS_REGISTRY_USER: secretVar(),
     SWARM_UTILS_REGISTRY_PASSWORD: secretVar(),
@@ -278,9 +344,24 @@ function checkRules(fields: Fields, ctx: z.RefinementCtx<Fields>): void {
   const notifyUrl = fields.SWARM_UTILS_NOTIFY_URL;
   const notifyProblem = notifyUrl === null ? null : notifyUrlProblem(notifyUrl);
   if (notifyProblem) report('SWARM_UTILS_NOTIFY_URL', notifyProblem);
+  checkS3Transport(fields, invalid, report);
   const [execution, occupation] = ['SWARM_UTILS_LOCK_MAX_EXECUTION_TIME', 'SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME'] as const;
   if (!invalid.has(execution) && !invalid.has(occupation) && fields[occupation] < fields[execution]) {
     report(occupation, `must be >= ${execution} (${fields[execution]}) (got ${fields[occupation]})`);
+  }
+}
+
+/** What the S3 clients of swarm-utils and of offen must agree on. */
+function checkS3Transport(fields: Fields, invalid: Set<unknown>, report: Report): void {
+  const domain = invalid.has('SWARM_UTILS_S3_DOMAIN') ? null : fields.SWARM_UTILS_S3_DOMAIN;
+  const region = invalid.has('SWARM_UTILS_S3_REGION') ? null : fields.SWARM_UTILS_S3_REGION;
+  const named = domain ? regionOfAwsDomain(domain) : null;
+  if (region && named && region !== named) {
+    report('SWARM_UTILS_S3_REGION', `"${region}" differs from the region SWARM_UTILS_S3_DOMAIN names ("${named}"); the backup helper signs for the domain's region, so the two must agree`);
+  }
+  const httpsOff = !invalid.has('SWARM_UTILS_S3_HTTPS') && !fields.SWARM_UTILS_S3_HTTPS;
+  if (httpsOff && !invalid.has('SWARM_UTILS_S3_CA_CERT') && fields.SWARM_UTILS_S3_CA_CERT) {
+    report('SWARM_UTILS_S3_CA_CERT', 'only applies to https: SWARM_UTILS_S3_HTTPS is false');
   }
 }
 
@@ -298,7 +379,7 @@ function checkExtraVars(names: string[], report: Report): void {
   for (const name of names) {
     if (name in fieldsSchema.shape) continue;
     if (!name.startsWith(BACKUP_ENV_PREFIX)) {
-      const hint = name.endsWith('_FILE') ? '; only the secret variables accept a _FILE form' : '';
+      const hint = name.endsWith('_FILE') ? '; only the secret variables and SWARM_UTILS_S3_CA_CERT accept a _FILE form' : '';
       report(name, `unknown variable (a typo?)${hint}`);
       continue;
     }
@@ -328,7 +409,11 @@ function toConfig(fields: Fields, inImage: boolean) {
       accessKey: fields.SWARM_UTILS_S3_ACCESS_KEY,
       secretAccessKey: fields.SWARM_UTILS_S3_SECRET_ACCESS_KEY,
       path: fields.SWARM_UTILS_S3_PATH,
+      region: s3Region(fields),
+      pathStyle: isPathStyle(fields.SWARM_UTILS_S3_ADDRESSING_STYLE, fields.SWARM_UTILS_S3_DOMAIN),
+      caCert: fields.SWARM_UTILS_S3_CA_CERT,
     },
+    helperNetworks: fields.SWARM_UTILS_HELPER_NETWORKS,
     registry: {
       url: fields.SWARM_UTILS_REGISTRY_URL,
       user: fields.SWARM_UTILS_REGISTRY_USER,
@@ -347,6 +432,18 @@ function toConfig(fields: Fields, inImage: boolean) {
       format: fields.SWARM_UTILS_NOTIFY_FORMAT,
     },
   };
+}
+
+/** the region requests are signed for: the one set, else the one an AWS endpoint names, else us-east-1 */
+function s3Region(fields: Fields): string {
+  const domain = fields.SWARM_UTILS_S3_DOMAIN;
+  return fields.SWARM_UTILS_S3_REGION ?? (domain ? regionOfAwsDomain(domain) : null) ?? 'us-east-1';
+}
+
+/** `auto` addresses AWS virtual-hosted (`bucket.s3…`) and everything else path-style, as offen's client does */
+function isPathStyle(style: AddressingStyle, domain: string | null): boolean {
+  if (style !== 'auto') return style === 'path';
+  return !(domain && isAwsDomain(domain));
 }
 
 /** SWARM_UTILS_BACKUP_ENV_<NAME>=v becomes { NAME: v }, value verbatim (empty allowed). */
@@ -385,8 +482,9 @@ function ownVars(env: Record<string, string | undefined>): Record<string, string
 
 /**
  * Docker secrets arrive as files: NAME_FILE holds a path whose content becomes NAME.
- * An unreadable file still leaves NAME set, so the all-or-nothing rules add no second,
- * misleading problem; the configuration is refused anyway.
+ * An unreadable secret file still leaves NAME set, so the all-or-nothing rules add no second,
+ * misleading problem; the configuration is refused anyway. (Other _FILE variables are in no such
+ * group: theirs stays unset, so their own rule adds nothing either.)
  */
 function readSecretFiles(vars: Record<string, string>, readFile: (path: string) => string) {
   const out = { ...vars };
@@ -395,7 +493,7 @@ function readSecretFiles(vars: Record<string, string>, readFile: (path: string) 
     const m = BACKUP_ENV_FILE.exec(v);
     return m && SECRET_BACKUP_ENV.test(m[1]!) ? [`${BACKUP_ENV_PREFIX}${m[1]}`] : [];
   });
-  for (const name of [...SECRET_VARS, ...secretBackupEnv]) {
+  for (const name of [...SECRET_VARS, ...FILE_VARS, ...secretBackupEnv]) {
     const fileVar = `${name}_FILE`;
     const path = out[fileVar]?.trim();
     delete out[fileVar];
@@ -406,7 +504,8 @@ function readSecretFiles(vars: Record<string, string>, readFile: (path: string) 
     }
     const secret = readSecret(path, readFile);
     if (secret instanceof Problem) problems.push(`${fileVar}: ${secret.message}`);
-    out[name] = secret instanceof Problem ? 'unreadable' : secret;
+    if (!(secret instanceof Problem)) out[name] = secret;
+    else if ((SECRET_VARS as readonly string[]).includes(name)) out[name] = 'unreadable';
   }
   return { vars: out, problems };
 }

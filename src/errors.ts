@@ -1,4 +1,4 @@
-/** Error codes of the contract (SPEC §6). Every error swarm-utils raises carries one. */
+/** Error codes (README "HTTP API"). Every error swarm-utils raises carries one. */
 export const ERROR_CODES = [
   'VALIDATION',
   'UNAUTHORIZED',

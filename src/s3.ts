@@ -1,9 +1,11 @@
 /**
  * The object store where backups land, as far as swarm-utils itself reads it: does an object exist,
- * and how big is it. Path-style requests (MinIO, s3rver, Ceph…), region us-east-1.
+ * and how big is it. Region, addressing style and an extra CA come from the configuration (README
+ * "S3 providers"), the same the backup helpers get.
  * Error messages name the endpoint, bucket and key, never a credential.
  */
-import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { rootCertificates } from 'node:tls';
+import { HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Config } from './config.js';
 import { AppError } from './errors.js';
 
@@ -20,19 +22,29 @@ export interface ObjectStore {
 
 export const s3Endpoint = (s3: Pick<Config['s3'], 'domain' | 'https'>): string => `${s3.https ? 'https' : 'http'}://${s3.domain ?? ''}`;
 
+/** The SDK client's options; `credentials` is the only secret part. */
+export function s3ClientConfig(s3: Config['s3'], credentials: { accessKeyId: string; secretAccessKey: string }): S3ClientConfig {
+  return {
+    endpoint: s3Endpoint(s3),
+    region: s3.region,
+    forcePathStyle: s3.pathStyle,
+    credentials,
+    maxAttempts: 3,
+    requestHandler: {
+      // an unreachable endpoint must fail the step, not hang it
+      connectionTimeout: 5_000,
+      requestTimeout: 30_000,
+      // added to the public roots, not instead of them
+      ...(s3.caCert ? { httpsAgent: { ca: [...rootCertificates, s3.caCert] } } : {}),
+    },
+  };
+}
+
 export function createObjectStore(s3: Config['s3']): ObjectStore {
   const { domain, bucket, accessKey, secretAccessKey } = s3;
   if (!domain || !bucket || !accessKey || !secretAccessKey) throw new AppError('UNSUPPORTED', 'S3 is not configured');
   const endpoint = s3Endpoint(s3);
-  const client = new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: accessKey, secretAccessKey },
-    maxAttempts: 3,
-    // an unreachable endpoint must fail the step, not hang it
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
-  });
+  const client = new S3Client(s3ClientConfig(s3, { accessKeyId: accessKey, secretAccessKey }));
   const scrub = (text: string) => [secretAccessKey, accessKey].reduce((t, s) => t.split(s).join('[redacted]'), text);
   return {
     async head(key, signal) {

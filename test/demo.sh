@@ -10,6 +10,8 @@ cd "$ROOT"
 # first, since env.sh tags the stand-in images by the Node major
 . test/node.sh
 . test/swarm/env.sh
+# on a node of a real swarm, stop before installing anything (up.sh refuses too): see README
+bash test/swarm/guard.sh --no-record || exit 1
 ONCE=0; [ "${1:-}" = "--once" ] && ONCE=1
 PORT="${SWARM_UTILS_PORT:-8080}"
 TOKEN=demo-admin-token

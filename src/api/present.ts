@@ -23,7 +23,7 @@ export interface JobView {
   steps: { name: string; state: string; startedAt: string | null; finishedAt: string | null; detail: Record<string, unknown>; output: string | null }[];
 }
 
-/** the job object of the contract (SPEC §6), never wrapped */
+/** the job object (README "HTTP API"), never wrapped */
 export function presentJob(job: JobRow, steps: StepRow[]): JobView {
   const target = job.targetKind === 'all' ? ({ all: true } as const) : job.targetKind === 'node' ? nodeTarget(job) : { service: job.target! };
   return {

@@ -9,7 +9,7 @@ import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
 
 /**
- * backup of one service (SPEC §7), on the tasks taken at the start:
+ * backup of one service (README "How jobs run"), on the tasks taken at the start:
  *   resolve → exec → stop → archive (+ upload) → restore (always) → verify.
  * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys
  * (resolve), the replica count (stop), each finished archive (archive).

@@ -5,6 +5,7 @@ import type { JobKind, StepContext, StepDef, Target } from '../engine/types.js';
 import type { SubmitCheck } from '../api/jobs-service.js';
 import type { NodeInfo } from '../swarm/port.js';
 import { execInTasks, runCliHelper, runningTasks, tail } from './exec.js';
+import { pruneImages } from './clean-images.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
@@ -12,7 +13,7 @@ import { serviceOf } from './update.js';
 
 /**
  * clean of a node: container, image and build-cache prune, each a step of its own run by a helper on
- * that node; down or drained nodes are skipped. clean of a service: its clean command in every running
+ * that node (the image prune keeps what a rollback needs: clean-images.ts); down or drained nodes are skipped. clean of a service: its clean command in every running
  * container. Volumes are never pruned.
  */
 export const cleanKind: JobKind & SubmitCheck = {
@@ -51,9 +52,10 @@ export const cleanKind: JobKind & SubmitCheck = {
   },
 };
 
-const PRUNE: Record<'container' | 'image' | 'builder', string[]> = {
+type PruneKind = 'container' | 'image' | 'builder';
+
+const PRUNE: Record<Exclude<PruneKind, 'image'>, string[]> = {
   container: ['docker', 'container', 'prune', '-f'],
-  image: ['docker', 'image', 'prune', '-f', '-a'],
   builder: ['docker', 'builder', 'prune', '-f'],
 };
 
@@ -79,7 +81,7 @@ async function checkNode(ctx: StepContext) {
   return { detail: { nodeId: node.id, hostname: node.hostname, skip: why }, output: why ? `skipped: ${why}` : 'node ready', skipped: !!why };
 }
 
-async function prune(ctx: StepContext, what: keyof typeof PRUNE) {
+async function prune(ctx: StepContext, what: PruneKind) {
   const check = ctx.detailOf('check-node') as { nodeId: string; skip: string | null };
   if (check.skip) return { skipped: true, output: `skipped: ${check.skip}` };
   const node = await nodeOf(ctx);
@@ -87,6 +89,7 @@ async function prune(ctx: StepContext, what: keyof typeof PRUNE) {
     return { skipped: true, output: `skipped: swarm-utils.clean.${what}.enable=false` };
   }
   const timeoutMs = labelMs(node.labels, `swarm-utils.clean.${what}.timeout-ms`, ctx.deps.config.lockMaxExecutionMs);
+  if (what === 'image') return pruneImages(ctx, node, timeoutMs);
   const r = await runCliHelper(ctx, { step: `${what}-prune`, key: node.id.slice(0, 12), nodeId: node.id, command: PRUNE[what], env: {}, timeoutMs });
   if (r.exitCode !== 0) {
     throw new AppError('EXEC_FAILED', `${PRUNE[what].join(' ')} on ${node.hostname} ended ${r.exitCode ?? r.state}: ${tail(r.error ?? r.output)}`);

@@ -1,4 +1,4 @@
-/** Label keys of the contract (SPEC §3) and helpers to read them. */
+/** Label keys (README "Labels") and helpers to read them. */
 export const L = {
   cleanEnable: 'swarm-utils.clean.enable',
   cleanExec: 'swarm-utils.clean.exec',

@@ -31,6 +31,7 @@ export interface RawService {
   CreatedAt?: string;
   UpdatedAt?: string;
   Spec?: RawServiceSpec;
+  PreviousSpec?: RawServiceSpec;
   UpdateStatus?: { State?: string; StartedAt?: string; CompletedAt?: string; Message?: string };
 }
 
@@ -80,6 +81,7 @@ export function toServiceInfo(s: RawService): ServiceInfo {
     mode,
     replicas: mode === 'replicated' ? (spec.Mode?.Replicated?.Replicas ?? 1) : null,
     image: spec.TaskTemplate?.ContainerSpec?.Image ?? '',
+    previousImage: s.PreviousSpec?.TaskTemplate?.ContainerSpec?.Image || null,
     forceUpdate: spec.TaskTemplate?.ForceUpdate ?? 0,
     updateStatus: us
       ? { state: us.State ?? '', message: orNull(us.Message), startedAt: orNull(us.StartedAt), completedAt: orNull(us.CompletedAt) }
@@ -183,6 +185,7 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
       ContainerSpec: containerSpec,
       RestartPolicy: { Condition: 'none' },
       Placement: { Constraints: [`node.id==${spec.nodeId}`] },
+      ...(spec.networks?.length ? { Networks: spec.networks.map((target) => ({ Target: target })) } : {}),
     },
   };
 }

@@ -22,6 +22,8 @@ export interface ServiceInfo {
   replicas: number | null;
   /** TaskTemplate.ContainerSpec.Image as stored in the spec (may carry @sha256:…) */
   image: string;
+  /** the image of PreviousSpec (what `docker service rollback` returns to), null when there is none */
+  previousImage?: string | null;
   /** TaskTemplate.ForceUpdate counter */
   forceUpdate: number;
   updateStatus: { state: string; message: string | null; startedAt: string | null; completedAt: string | null } | null;
@@ -83,6 +85,8 @@ export interface HelperSpec {
   env: Record<string, string>;
   mounts: Mount[];
   auth?: RegistryAuth;
+  /** overlay networks (names or ids) the helper's task joins, e.g. to reach an S3 service by its name */
+  networks?: string[];
   /** Docker secrets mounted as files (ContainerSpec.Secrets): how credentials reach a helper, never as env */
   secrets?: SecretMount[];
 }

@@ -8,9 +8,9 @@
  *   (the Node 24 the tests run on, test/node.sh) from this checkout (dist/ from `npm run build`,
  *   node_modules after `npm prune --omit=dev`) and pushes it as 10.77.0.1:5443/test/swarm-utils:test
  *   (reused while its inputs do not change).
- * - swarm-stack.yml is deployed unchanged, plus test/swarm/images/swarm-utils/stack.test.yml:
- *   the registry and S3 credentials and the notification URL as Docker secrets read through
- *   *_FILE, which the stack does not pass (an operator adds them the same way).
+ * - swarm-stack.yml is deployed unchanged, plus deploy/registry-secrets.yml and deploy/s3-secrets.yml
+ *   as the README tells an operator, and test/swarm/images/swarm-utils/stack.notify.yml: the registry
+ *   and S3 credentials and the notification URL as Docker secrets read through *_FILE.
  * - Through the deployed instance: an update of a service on the workers, a backup of a stop=true
  *   service on a worker into s3rver, and their notifications to a receiver on the test host.
  *
@@ -29,7 +29,7 @@ import { deleteS3Prefix, removeVolumes, s3Client } from '../helpers/leftovers.js
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BUILD_SCRIPT = `${SWARM_SCRIPTS_DIR}images/swarm-utils/build.sh`;
-const STACK_OVERRIDE = `${SWARM_SCRIPTS_DIR}images/swarm-utils/stack.test.yml`;
+const STACK_OVERRIDES = ['deploy/registry-secrets.yml', 'deploy/s3-secrets.yml', 'test/swarm/images/swarm-utils/stack.notify.yml'];
 const IMAGE = `${REGISTRY}/test/swarm-utils:test`;
 
 const STACK = 'su-stack-test';
@@ -57,11 +57,11 @@ const HOOK_TOKEN = `stack-hook-${randomBytes(8).toString('hex')}`;
 const SECRETS: Record<string, string> = {
   // the name swarm-stack.yml expects (external)
   swarm_utils_admin_tokens: TOKEN,
-  // the names stack.test.yml expects (external)
+  // the names deploy/registry-secrets.yml, deploy/s3-secrets.yml and stack.notify.yml expect (external)
   swarm_utils_registry_user: REGISTRY_AUTH.username,
   swarm_utils_registry_password: REGISTRY_AUTH.password,
-  swarm_utils_s3_key: S3.accessKey,
-  swarm_utils_s3_secret: S3_SECRET,
+  swarm_utils_s3_access_key: S3.accessKey,
+  swarm_utils_s3_secret_access_key: S3_SECRET,
   // set in beforeAll: the receiver's port is known once it listens
   swarm_utils_notify_url: '',
 };
@@ -264,7 +264,7 @@ beforeAll(async () => {
       },
     }),
     (async () => {
-      await docker(['stack', 'deploy', '--with-registry-auth', '--detach=true', '-c', 'swarm-stack.yml', '-c', STACK_OVERRIDE, STACK], {
+      await docker(['stack', 'deploy', '--with-registry-auth', '--detach=true', '-c', 'swarm-stack.yml', ...STACK_OVERRIDES.flatMap((f) => ['-c', f]), STACK], {
         env: {
           SWARM_UTILS_IMAGE: IMAGE,
           SWARM_UTILS_REGISTRY_URL: `https://${REGISTRY}`,
@@ -307,7 +307,9 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
   it('runs one task on the labelled manager, the image pinned by digest, socket and /data volume mounted; /healthz and /readyz answer 200 on port 8080', async () => {
     const svc: any = await manager.getService(SERVICE).inspect();
     expect(svc.Spec.TaskTemplate.ContainerSpec.Image).toBe(`${IMAGE}@${pushed.split('@')[1]}`);
-    expect(svc.Spec.Labels).toMatchObject({ 'swarm-utils.self': 'true', 'com.docker.stack.namespace': STACK });
+    expect(svc.Spec.Labels).toMatchObject({ 'com.docker.stack.namespace': STACK });
+    // swarm-utils reads no label of its own service
+    expect(Object.keys(svc.Spec.Labels).filter((k) => k.startsWith('swarm-utils.'))).toEqual([]);
     expect(svc.Spec.EndpointSpec.Ports).toEqual([expect.objectContaining({ TargetPort: 8080, PublishedPort: 8080, PublishMode: 'host' })]);
 
     const task = await currentTask();
@@ -376,7 +378,7 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     const got = await api('GET', `/jobs/${job.id}`, TOKEN);
     expect(got.status, JSON.stringify(got.json)).toBe(200);
     expect(got.json).toMatchObject({ id: job.id, type: 'update', state: 'succeeded', target: { service: APP }, result: { image: job.result.image } });
-    // NOTIFY_ON=always (stack.test.yml): the job reaches the receiver on the test host, then shows notifiedAt
+    // NOTIFY_ON=always (stack.notify.yml): the job reaches the receiver on the test host, then shows notifiedAt
     const notified = await until(`the notification of update job ${job.id}`, 60_000, async () => {
       if (!receiver!.received.some((x) => x.json?.job?.id === job.id)) return null;
       const j = await api('GET', `/jobs/${job.id}`, TOKEN);

@@ -1,5 +1,5 @@
 // The test swarm's constants for the cluster tests: the same values as test/swarm/env.sh
-// (keep the two in step). test/swarm/up.sh builds the swarm; see /work/shared/TESTBED.md.
+// (keep the two in step). test/swarm/up.sh builds the swarm; see README "The test swarm".
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';

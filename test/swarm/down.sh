@@ -4,11 +4,15 @@
 #   --purge  also wipes /var/lib/swarm-utils-test (data roots, registry, S3 data, certs), the
 #            registry's CA in /etc/docker/certs.d, the test images and the swarm state of the
 #            manager, and stops the manager dockerd.
+# On a host whose dockerd belongs to another swarm it stops before changing anything (guard.sh).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=guard.sh
+. "$SU_HERE/guard.sh"
 
 [[ $(id -u) == 0 ]] || die "run as root"
+swarm_guard --no-record || exit 1
 take_lock
 purge=0
 case ${1:-} in

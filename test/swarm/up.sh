@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Brings up the test swarm on this machine (Debian 12, as root); idempotent, and quick when it
-# already runs. See /work/shared/TESTBED.md for why it is built this way.
+# already runs. README "The test swarm" says why it is built this way.
 #   manager   the host's own dockerd (/var/run/docker.sock), swarm address 10.77.0.1
 #   workers   su-worker-1 (10.77.0.2), su-worker-2 (10.77.0.3): a dockerd each in its own
 #             network namespace on bridge su-br0, reached at $SU_STATE/sock/<name>.sock
 #   registry  https://10.77.0.1:5443 (self-signed CA, htpasswd auth) with the test images
 #   s3        s3rver at http://10.77.0.1:9000, bucket swarm-utils-test
 # State: /var/lib/swarm-utils-test. Tear-down: down.sh. Health: check.sh (run at the end).
+# On a host whose dockerd already belongs to another swarm it stops before changing anything
+# (guard.sh): it never leaves, joins or re-initialises a swarm it did not create.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=guard.sh
+. "$SU_HERE/guard.sh"
 
 [[ $(id -u) == 0 ]] || die "run as root"
+swarm_guard || exit 1
 take_lock
 
 ensure_packages() {
@@ -272,11 +277,14 @@ ensure_manager_swarm() {
     return 0
   fi
   if [[ $state != inactive ]]; then
-    log "manager: swarm state '$state' is not ours: leaving it"
+    # checked again here: the daemon may have started only after the first check
+    swarm_guard || exit 1
+    log "manager: our swarm is in state '$state': leaving it to start afresh"
     dm swarm leave --force >/dev/null
   fi
   log "manager: swarm init"
   dm swarm init --advertise-addr "$SU_BRIDGE_IP" --listen-addr "$SU_BRIDGE_IP:2377" >/dev/null
+  swarm_record "$(dm info --format '{{.Swarm.NodeID}}')" "$(dm info --format '{{.Swarm.Cluster.ID}}')"
 }
 
 node_ready() { [[ $(dm node inspect "$1" --format '{{.Status.State}}' 2>/dev/null) == ready ]]; }

@@ -16,6 +16,7 @@ import { refusal } from '../../src/jobs/backup/resolve.js';
 import { restore, stop } from '../../src/jobs/backup/scale.js';
 import { archive } from '../../src/jobs/backup/archive.js';
 import { ShutdownSignal } from '../../src/engine/runner.js';
+import { helperServiceSpec } from '../../src/swarm/docker-map.js';
 import type { Db } from '../../src/db/index.js';
 import type { JobRow } from '../../src/db/jobs.js';
 import type { StepContext } from '../../src/engine/types.js';
@@ -189,6 +190,12 @@ describe('helper environment', () => {
     });
     for (const value of Object.values(secrets)) expect(JSON.stringify(env)).not.toContain(value);
     for (const name of Object.keys(secrets)) expect(name in env).toBe(false);
+  });
+
+  it('passes the S3 CA certificate as AWS_ENDPOINT_CA_CERT (offen takes the PEM itself)', () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    expect(helperEnv({ ...s3, https: true, caCert: pem }, {}, { filename: 'f' }).AWS_ENDPOINT_CA_CERT).toBe(pem);
+    expect('AWS_ENDPOINT_CA_CERT' in helperEnv({ ...s3, caCert: null }, {}, { filename: 'f' })).toBe(false);
   });
 
   it('scrub removes the credentials and secret backup variables from text', () => {
@@ -408,6 +415,26 @@ describe('stop / restore / archive steps (fake Docker)', () => {
     await archive({ ...ctx, signal: stopping.signal }).catch(() => undefined);
     expect(removed).toEqual([]);
     expect(docker.secrets.map((x) => x.data).sort()).toEqual(['AKID', 'the-s3-secret']);
+  });
+
+  it('archive helpers join SWARM_UTILS_HELPER_NETWORKS, and their service spec attaches them', async () => {
+    const created: HelperSpec[] = [];
+    const { docker } = swarm(0);
+    docker.createHelper = async (spec) => {
+      created.push(spec);
+      return { id: spec.name, name: spec.name, jobId: spec.jobId };
+    };
+    docker.waitHelper = async () => ({ exitCode: 0, state: 'complete', error: null, output: 'backup: finished successfully\n' });
+    docker.removeService = async () => undefined;
+    const details: Record<string, Record<string, unknown>> = { resolve: resolved };
+    const { ctx } = ctxOf(docker, details, 'archive');
+    ctx.deps.config = testConfig({ ...env, SWARM_UTILS_HELPER_NETWORKS: 'minio_net,backup' });
+    await archive(ctx);
+    expect(created.map((c) => c.networks)).toEqual([['minio_net', 'backup'], ['minio_net', 'backup']]);
+    const spec = helperServiceSpec(created[0]!) as { TaskTemplate: { Networks?: unknown } };
+    expect(spec.TaskTemplate.Networks).toEqual([{ Target: 'minio_net' }, { Target: 'backup' }]);
+    const none = helperServiceSpec({ ...created[0]!, networks: [] }) as { TaskTemplate: Record<string, unknown> };
+    expect('Networks' in none.TaskTemplate).toBe(false);
   });
 
   it('archive: a finished pair is not redone; a failed upload is S3_ERROR without the secret; helpers are removed', async () => {

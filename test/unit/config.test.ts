@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { exitOnInvalidConfig, loadConfig, SECRET_VARS, type Config, type ConfigResult } from '../../src/config.js';
+import { exitOnInvalidConfig, loadConfig, regionOfAwsDomain, SECRET_VARS, type Config, type ConfigResult } from '../../src/config.js';
+import { makeTestCa } from '../helpers/tls.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(join(tmpdir(), 'swarm-utils-config-'));
@@ -55,7 +56,18 @@ describe('loadConfig: defaults', () => {
       lockTimeoutMs: 10_000,
       lockMaxExecutionMs: 600_000,
       lockMaxOccupationMs: 630_000,
-      s3: { domain: null, https: true, bucket: null, accessKey: null, secretAccessKey: null, path: '' },
+      s3: {
+        domain: null,
+        https: true,
+        bucket: null,
+        accessKey: null,
+        secretAccessKey: null,
+        path: '',
+        region: 'us-east-1',
+        pathStyle: true,
+        caCert: null,
+      },
+      helperNetworks: [],
       registry: { url: null, user: null, password: null },
       host: '0.0.0.0',
       port: 8080,
@@ -158,6 +170,69 @@ describe('loadConfig: values', () => {
   });
 });
 
+describe('loadConfig: S3 providers', () => {
+  const ca = makeTestCa();
+  afterAll(() => rmSync(ca.dir, { recursive: true, force: true }));
+
+  it('signs for the region set, else the one an AWS endpoint names, else us-east-1', () => {
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_REGION: 'eu-central-1' }).s3.region).toBe('eu-central-1');
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_DOMAIN: 's3.eu-west-3.amazonaws.com' }).s3.region).toBe('eu-west-3');
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_DOMAIN: 's3.amazonaws.com' }).s3.region).toBe('us-east-1');
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_DOMAIN: 'acc.r2.cloudflarestorage.com', SWARM_UTILS_S3_REGION: 'auto' }).s3.region).toBe('auto');
+    expect(ok(FULL_S3).s3.region).toBe('us-east-1');
+  });
+
+  it.each([
+    ['s3.eu-west-3.amazonaws.com', 'eu-west-3'],
+    ['s3-eu-west-3.amazonaws.com', 'eu-west-3'],
+    ['s3.dualstack.ap-south-1.amazonaws.com:443', 'ap-south-1'],
+    ['s3.cn-north-1.amazonaws.com.cn', 'cn-north-1'],
+    ['s3.amazonaws.com', null],
+    ['s3-external-1.amazonaws.com', null],
+    ['minio:9000', null],
+    ['s3.us-west-004.backblazeb2.com', null],
+  ])('regionOfAwsDomain(%j) is %j', (domain, region) => {
+    expect(regionOfAwsDomain(domain)).toBe(region);
+  });
+
+  it('refuses a region that contradicts the AWS endpoint, and a malformed one', () => {
+    const list = problems({ ...FULL_S3, SWARM_UTILS_S3_DOMAIN: 's3.eu-west-3.amazonaws.com', SWARM_UTILS_S3_REGION: 'eu-central-1' });
+    expect(problemOf(list, 'SWARM_UTILS_S3_REGION')).toContain('"eu-west-3"');
+    expect(problemOf(problems({ ...FULL_S3, SWARM_UTILS_S3_REGION: 'EU Central' }), 'SWARM_UTILS_S3_REGION')).toContain('"EU Central"');
+  });
+
+  it('addresses AWS virtual-hosted and everything else path-style, unless told', () => {
+    expect(ok(FULL_S3).s3.pathStyle).toBe(true);
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_DOMAIN: 's3.eu-west-3.amazonaws.com' }).s3.pathStyle).toBe(false);
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_DOMAIN: 's3.eu-west-3.amazonaws.com', SWARM_UTILS_S3_ADDRESSING_STYLE: 'Path' }).s3.pathStyle).toBe(true);
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_ADDRESSING_STYLE: 'virtual' }).s3.pathStyle).toBe(false);
+    expect(problemOf(problems({ SWARM_UTILS_S3_ADDRESSING_STYLE: 'dns' }), 'SWARM_UTILS_S3_ADDRESSING_STYLE')).toContain('auto, path, virtual');
+  });
+
+  it('takes a CA certificate as PEM or as a file, and refuses what is not one certificate', () => {
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_CA_CERT: ca.caCert }).s3.caCert).toBe(ca.caCert);
+    expect(ok({ ...FULL_S3, SWARM_UTILS_S3_CA_CERT_FILE: ca.caCertPath }).s3.caCert).toBe(ca.caCert);
+    expect(problemOf(problems({ ...FULL_S3, SWARM_UTILS_S3_CA_CERT: 'not a cert' }), 'SWARM_UTILS_S3_CA_CERT')).toContain('PEM');
+    const bundle = problems({ ...FULL_S3, SWARM_UTILS_S3_CA_CERT: ca.caCert + ca.serverCert });
+    expect(problemOf(bundle, 'SWARM_UTILS_S3_CA_CERT')).toContain('2 certificates');
+    const broken = ca.caCert.replace(/\n[A-Za-z0-9+/]{20}/, '\nAAAAAAAAAAAAAAAAAAAA');
+    expect(problemOf(problems({ ...FULL_S3, SWARM_UTILS_S3_CA_CERT: broken }), 'SWARM_UTILS_S3_CA_CERT')).toContain('not a valid certificate');
+    const missing = join(tmp, 'no-ca.crt');
+    expect(problems({ ...FULL_S3, SWARM_UTILS_S3_CA_CERT_FILE: missing })).toEqual([`SWARM_UTILS_S3_CA_CERT_FILE: cannot read ${JSON.stringify(missing)} (ENOENT)`]);
+    const http = problems({ ...FULL_S3, SWARM_UTILS_S3_HTTPS: 'false', SWARM_UTILS_S3_CA_CERT: ca.caCert });
+    expect(problemOf(http, 'SWARM_UTILS_S3_CA_CERT')).toContain('https');
+  });
+
+  it('lists the helper networks, and refuses what is not a network name', () => {
+    expect(ok({ SWARM_UTILS_HELPER_NETWORKS: 'minio_net, backup-net,,minio_net' }).helperNetworks).toEqual(['minio_net', 'backup-net']);
+    expect(problemOf(problems({ SWARM_UTILS_HELPER_NETWORKS: 'ok,no way' }), 'SWARM_UTILS_HELPER_NETWORKS')).toContain('"no way"');
+  });
+
+  it('refuses AWS_ENDPOINT_CA_CERT as a pass-through (the CA setting sets it)', () => {
+    expect(problemOf(problems({ SWARM_UTILS_BACKUP_ENV_AWS_ENDPOINT_CA_CERT: 'x' }), 'SWARM_UTILS_BACKUP_ENV_AWS_ENDPOINT_CA_CERT')).toContain('set by swarm-utils');
+  });
+});
+
 describe('loadConfig: all problems at once', () => {
   it('reports every invalid variable in one result, each line beginning with its name', () => {
     const list = problems({
@@ -226,6 +301,9 @@ describe('loadConfig: S3 and registry', () => {
       accessKey: 'AKIA-access',
       secretAccessKey: 's3-secret',
       path: '',
+      region: 'us-east-1',
+      pathStyle: true,
+      caCert: null,
     });
   });
 

@@ -70,6 +70,7 @@ async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number, secrets
     secrets,
     mounts: [{ type: 'volume', source: p.volume, target: `/backup/${p.volume}`, readOnly: true }],
     auth: registryAuthFor(config.backupImage, { config }),
+    networks: config.helperNetworks,
   });
   ctx.log.info({ helper: ref.name, node: p.node, volume: p.volume, key: p.key }, 'archive helper running');
   try {

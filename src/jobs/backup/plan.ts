@@ -9,7 +9,7 @@ import { L, list } from '../labels.js';
 /** label Docker's stack deploy puts on a stack's services and volumes */
 export const STACK_LABEL = 'com.docker.stack.namespace';
 
-/** the backup step limits (SPEC §3); each defaults to SWARM_UTILS_LOCK_MAX_EXECUTION_TIME */
+/** the backup step limits (README "Labels"); each defaults to SWARM_UTILS_LOCK_MAX_EXECUTION_TIME */
 export const LIMIT = {
   exec: 'swarm-utils.backup.exec-timeout-ms',
   stop: 'swarm-utils.backup.stop-timeout-ms',
@@ -114,6 +114,8 @@ export interface S3Settings {
   accessKey: string | null;
   secretAccessKey: string | null;
   path: string;
+  /** PEM of an extra CA that signed the S3 server's certificate */
+  caCert?: string | null;
 }
 
 /** where a helper reads the Docker secret that holds offen's variable `name` */
@@ -153,6 +155,8 @@ export function helperEnv(s3: S3Settings, backupEnv: Record<string, string>, pai
     AWS_ACCESS_KEY_ID_FILE: secretFile('AWS_ACCESS_KEY_ID'),
     AWS_SECRET_ACCESS_KEY_FILE: secretFile('AWS_SECRET_ACCESS_KEY'),
     ...(prefix ? { AWS_S3_PATH: prefix } : {}),
+    // offen takes the PEM itself as well as a path; it is a public certificate, not a secret
+    ...(s3.caCert ? { AWS_ENDPOINT_CA_CERT: s3.caCert } : {}),
     BACKUP_FILENAME: pair.filename,
   };
 }

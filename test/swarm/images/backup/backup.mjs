@@ -6,7 +6,11 @@
 //   - a gzip tarball of /backup whose entries are backup/<name>/…;
 //   - uploaded to S3: AWS_S3_BUCKET_NAME, AWS_ENDPOINT (host:port), AWS_ENDPOINT_PROTO
 //     (http|https, default https), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optional
-//     AWS_S3_PATH (key prefix), AWS_ENDPOINT_INSECURE=true (skip TLS verification);
+//     AWS_S3_PATH (key prefix), AWS_ENDPOINT_INSECURE=true (skip TLS verification),
+//     AWS_ENDPOINT_CA_CERT (a PEM certificate, or the path of one, trusted for https; offen
+//     takes the first certificate and trusts only it);
+//   - requests signed for the region an AWS endpoint names (s3.<region>.amazonaws.com), as
+//     offen's client (minio-go) does, else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1;
 //   - object key <AWS_S3_PATH>/<BACKUP_FILENAME>; BACKUP_FILENAME is used literally (offen
 //     expands strftime `%` sequences: the project only uses names without `%`);
 //   - every variable may instead be given as <NAME>_FILE, a path whose content is the value, taken
@@ -45,6 +49,26 @@ function required(name) {
   return value;
 }
 
+// offen's CertDecoder: a readable file's content, else the value itself; its first PEM certificate
+function caCert(value) {
+  if (!value) return undefined;
+  let content = value;
+  try {
+    content = readFileSync(value, 'utf8');
+  } catch {
+    /* not a path: the PEM itself */
+  }
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(content);
+  if (!pem) throw new BackupError('AWS_ENDPOINT_CA_CERT holds no PEM certificate');
+  return `${pem[0]}\n`;
+}
+
+// minio-go's s3utils.GetRegionFromURL, for the endpoints the project documents
+function regionOf(endpoint) {
+  const m = /^s3[.-](?:dualstack\.)?([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?::\d+)?$/i.exec(endpoint);
+  return m && m[1] !== 'external-1' ? m[1].toLowerCase() : null;
+}
+
 function config() {
   const env = new Proxy({}, { get: (_, name) => (typeof name === 'string' ? lookup(name) : undefined) });
   const proto = (env.AWS_ENDPOINT_PROTO || 'https').toLowerCase();
@@ -55,16 +79,18 @@ function config() {
   const filename = env.BACKUP_FILENAME || `backup-${stamp}.tar.gz`;
   if (filename.includes('/')) throw new BackupError(`BACKUP_FILENAME must not contain "/": ${filename}`);
   const prefix = (env.AWS_S3_PATH || '').split('/').filter(Boolean).join('/');
+  const endpoint = required('AWS_ENDPOINT').replace(/^https?:\/\//, '').replace(/\/+$/, '');
   return {
     sources: env.BACKUP_SOURCES || '/backup',
     filename,
     bucket: required('AWS_S3_BUCKET_NAME'),
-    endpoint: required('AWS_ENDPOINT').replace(/^https?:\/\//, '').replace(/\/+$/, ''),
+    endpoint,
     proto,
     insecure: env.AWS_ENDPOINT_INSECURE === 'true',
+    ca: caCert(env.AWS_ENDPOINT_CA_CERT),
     accessKey: required('AWS_ACCESS_KEY_ID'),
     secretKey: required('AWS_SECRET_ACCESS_KEY'),
-    region: env.AWS_DEFAULT_REGION || env.AWS_REGION || 'us-east-1',
+    region: regionOf(endpoint) || env.AWS_DEFAULT_REGION || env.AWS_REGION || 'us-east-1',
     key: prefix ? `${prefix}/${filename}` : filename,
   };
 }
@@ -145,7 +171,7 @@ async function upload(cfg, file, size) {
   await new Promise((resolve, reject) => {
     const req = client.request(
       url,
-      { method: 'PUT', headers, timeout: 60_000, rejectUnauthorized: !cfg.insecure },
+      { method: 'PUT', headers, timeout: 60_000, rejectUnauthorized: !cfg.insecure, ...(cfg.ca ? { ca: cfg.ca } : {}) },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
