@@ -2,7 +2,7 @@ import { AppError } from '../errors.js';
 import { type JobRow, FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
 import { stepsOf, stepsOfMany } from '../db/steps.js';
 import { immediate } from '../db/index.js';
-import type { Deps, JobKind, Target } from '../engine/types.js';
+import type { Deps, JobKind, SubmitCheck, Target } from '../engine/types.js';
 import type { Worker } from '../engine/worker.js';
 import type { NodeInfo, ServiceInfo } from '../swarm/port.js';
 import { type Authorizer, type Caller, canSeeJob } from './auth.js';
@@ -19,10 +19,8 @@ export interface JobsService {
   view(id: number): JobView;
 }
 
-export interface SubmitCheck {
-  /** type-specific refusals before a job exists (NOT_ENABLED, UNSUPPORTED) */
-  precheck?(deps: Deps, target: { service?: ServiceInfo; node?: NodeInfo }): Promise<void> | void;
-}
+/** lives beside JobKind (engine/types.ts); re-exported for the API's own imports */
+export type { SubmitCheck };
 
 export function createJobsService(
   deps: Deps,

@@ -57,6 +57,10 @@ export function fakeDocker(over: Partial<DockerPort> = {}): DockerPort & { helpe
       const i = helpers.findIndex((h) => h.id === id);
       if (i >= 0) helpers.splice(i, 1);
     },
+    stopHelper: async (ref: HelperRef) => {
+      const i = helpers.findIndex((h) => h.id === ref.id);
+      if (i >= 0) helpers.splice(i, 1);
+    },
     ...over,
   };
 }
