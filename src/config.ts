@@ -197,6 +197,7 @@ const fieldsSchema = z
     SWARM_UTILS_CONCURRENCY: intVar(4, 1, 64),
     SWARM_UTILS_JOB_RETENTION_DAYS: intVar(30, 1, 36_500),
     SWARM_UTILS_LOG_LEVEL: envVar('info', parseLogLevel),
+    SWARM_UTILS_SHUTDOWN_TIMEOUT: intVar(30_000, 1_000, MAX_TIMER_MS),
   })
   // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to report
   .catchall(z.string());
@@ -287,6 +288,7 @@ function toConfig(fields: Fields, inImage: boolean) {
     concurrency: fields.SWARM_UTILS_CONCURRENCY,
     jobRetentionDays: fields.SWARM_UTILS_JOB_RETENTION_DAYS,
     logLevel: fields.SWARM_UTILS_LOG_LEVEL,
+    shutdownTimeoutMs: fields.SWARM_UTILS_SHUTDOWN_TIMEOUT,
     backupEnv: backupEnvOf(fields),
   };
 }

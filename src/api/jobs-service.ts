@@ -1,7 +1,7 @@
 import { AppError } from '../errors.js';
-import { type JobRow, FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
+import { type JobRow, getJob, insertJob, listJobs } from '../db/jobs.js';
 import { stepsOf, stepsOfMany } from '../db/steps.js';
-import { immediate } from '../db/index.js';
+import { cancelTree } from '../engine/cancel.js';
 import type { Deps, JobKind, SubmitCheck, Target } from '../engine/types.js';
 import type { Worker } from '../engine/worker.js';
 import type { NodeInfo, ServiceInfo } from '../swarm/port.js';
@@ -14,9 +14,11 @@ export interface JobsService {
   get(caller: Caller, id: number): Promise<JobView>;
   list(caller: Caller, q: ListQuery): Promise<{ jobs: JobView[]; next: number | null }>;
   cancel(caller: Caller, id: number): Promise<JobView>;
-  /** waits for the end of a job, at most `ms` */
+  /** waits for the end of a job, at most `ms`, or until the process starts to stop */
   wait(id: number, ms: number): Promise<JobView>;
   view(id: number): JobView;
+  /** true once the process stops: submissions are refused (SHUTTING_DOWN), waits end at once */
+  stopping(): boolean;
 }
 
 /** lives beside JobKind (engine/types.ts); re-exported for the API's own imports */
@@ -24,7 +26,7 @@ export type { SubmitCheck };
 
 export function createJobsService(
   deps: Deps,
-  worker: Pick<Worker, 'wake' | 'waitFor'>,
+  worker: Pick<Worker, 'wake' | 'waitFor' | 'stopping'>,
   auth: Authorizer,
   kinds: Record<string, JobKind & SubmitCheck>,
 ): JobsService {
@@ -57,7 +59,9 @@ export function createJobsService(
 
   return {
     view,
+    stopping: () => worker.stopping,
     async submit(caller, b) {
+      if (worker.stopping) throw new AppError('SHUTTING_DOWN', 'swarm-utils is shutting down: submit the job again in a moment');
       const kind = kinds[b.type];
       if (!kind) throw new AppError('UNSUPPORTED', `${b.type} jobs are not available in this version`);
       const target = await resolveTarget(caller, b, kind);
@@ -100,7 +104,7 @@ export function createJobsService(
     },
     async cancel(caller, id) {
       await this.get(caller, id);
-      cancelTree(id);
+      cancelTree(db, id);
       worker.wake();
       return view(id);
     },
@@ -109,19 +113,6 @@ export function createJobsService(
       return view(id);
     },
   };
-
-  /** a queued job ends canceled at once; a running one stops at its next step boundary; children follow their parent */
-  function cancelTree(id: number): void {
-    immediate(db, () => {
-      const job = getJob(db, id);
-      if (!job || FINAL_STATES.includes(job.state)) return;
-      if (job.state === 'queued') {
-        recordJobError(db, id, 'CANCELED', 'canceled on request before it started');
-        finishJob(db, id, 'canceled');
-      } else requestCancel(db, id);
-      for (const child of childrenOf(db, id)) cancelTree(child.id);
-    });
-  }
 
   async function visible(caller: Caller, jobs: JobRow[]): Promise<JobRow[]> {
     if (caller.admin) return jobs;

@@ -93,6 +93,9 @@ export interface StepDef<D extends Detail = Detail> extends StepRef<D> {
   run(ctx: StepContext<D>): Promise<StepOutcome<D> | void>;
 }
 
+/** a step written inline with a typed detail: `defineStep({ ...REF, run: async (ctx) => … })` keeps `ctx.detail` typed */
+export const defineStep = <D extends Detail>(def: StepDef<D>): StepDef<D> => def;
+
 export interface Target {
   kind: TargetKind;
   name: string | null;

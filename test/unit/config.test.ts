@@ -62,6 +62,7 @@ describe('loadConfig: defaults', () => {
       concurrency: 4,
       jobRetentionDays: 30,
       logLevel: 'info',
+      shutdownTimeoutMs: 30_000,
       backupEnv: {},
     } satisfies Config);
   });
