@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       log.error({ budgetMs: budget }, 'shutdown did not finish in time: exiting now');
       process.exit(1);
     }, budget).unref();
-    log.info({ signal, budgetMs: budget }, 'stopping: services held down are given back, running jobs resume at the next start');
+    log.info({ signal, budgetMs: budget, heldServicesGivenBack: true }, 'stopping: running jobs resume at the next start');
     scheduler.stop();
     const settled = worker.stop(budget - EXIT_MARGIN_MS); // wakes every waitRes request at once
     await Promise.all([app.close().catch(() => undefined), settled]);
