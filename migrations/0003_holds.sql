@@ -7,8 +7,9 @@ CREATE TABLE service_holds (
   service      TEXT    NOT NULL,
   -- node ids of the service's tasks when it was scaled down (JSON array)
   nodes        TEXT    NOT NULL DEFAULT '[]',
-  -- the compensation step that gives the service back
+  -- the compensation step that gives the service back, and the replica count it gives back (if known)
   undo_step    TEXT    NOT NULL,
+  replicas     INTEGER,
   -- spec version after swarm-utils' own last change of the service: another version means an operator acted
   spec_version INTEGER,
   state        TEXT    NOT NULL CHECK (state IN ('held', 'released', 'operator')),

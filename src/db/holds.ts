@@ -9,6 +9,8 @@ export interface ServiceHold {
   service: string;
   nodes: string[];
   undoStep: string;
+  /** the replica count the compensation gives back, when known */
+  replicas: number | null;
   specVersion: number | null;
   state: HoldState;
   attempts: number;
@@ -23,6 +25,7 @@ interface RawHold {
   service: string;
   nodes: string;
   undo_step: string;
+  replicas: number | null;
   spec_version: number | null;
   state: string;
   attempts: number;
@@ -37,6 +40,7 @@ const fromRaw = (r: RawHold): ServiceHold => ({
   service: r.service,
   nodes: JSON.parse(r.nodes) as string[],
   undoStep: r.undo_step,
+  replicas: r.replicas,
   specVersion: r.spec_version,
   state: r.state as HoldState,
   attempts: r.attempts,
@@ -48,15 +52,15 @@ const fromRaw = (r: RawHold): ServiceHold => ({
 /** records (or re-records, on a re-entered step) that `jobId` holds a service down */
 export function upsertHold(
   db: Db,
-  h: { jobId: number; serviceId: string; service: string; nodes: string[]; undoStep: string },
+  h: { jobId: number; serviceId: string; service: string; nodes: string[]; undoStep: string; replicas?: number | null },
   now = Date.now(),
 ): void {
   db.prepare(
-    `INSERT INTO service_holds (job_id, service_id, service, nodes, undo_step, state, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, 'held', ?, ?)
+    `INSERT INTO service_holds (job_id, service_id, service, nodes, undo_step, replicas, state, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, 'held', ?, ?)
      ON CONFLICT (job_id, service_id) DO UPDATE SET state = 'held', nodes = excluded.nodes, undo_step = excluded.undo_step,
-       updated_at = excluded.updated_at`,
-  ).run(h.jobId, h.serviceId, h.service, JSON.stringify(h.nodes), h.undoStep, now, now);
+       replicas = excluded.replicas, updated_at = excluded.updated_at`,
+  ).run(h.jobId, h.serviceId, h.service, JSON.stringify(h.nodes), h.undoStep, h.replicas ?? null, now, now);
 }
 
 export function setHoldVersion(db: Db, jobId: number, serviceId: string, version: number, now = Date.now()): void {

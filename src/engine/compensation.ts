@@ -95,6 +95,11 @@ async function retryHold(env: RetryEnv, job: JobRow, hold: ServiceHold, log: Dep
     endHold(db, job.id, hold.serviceId, 'operator', `service ${hold.service} no longer exists`);
     return null;
   }
+  if (hold.specVersion !== null && svc.version !== hold.specVersion && hold.replicas !== null && svc.replicas === hold.replicas) {
+    // a scale-up whose answer was lost (it took effect after its call timed out), or an operator who did the same
+    endHold(db, job.id, hold.serviceId, 'released', `${hold.service} is at its ${hold.replicas} replica(s) again (spec version ${svc.version})`);
+    return null;
+  }
   if (hold.specVersion !== null && svc.version !== hold.specVersion) {
     const note = `the spec of ${hold.service} changed (version ${hold.specVersion} → ${svc.version}) since swarm-utils scaled it down: left to the operator`;
     endHold(db, job.id, hold.serviceId, 'operator', note);

@@ -22,7 +22,7 @@ export function createHolds(deps: Pick<Deps, 'db' | 'config' | 'log'>, job: Pick
         immediate(db, () => {
           const prunes = prunesOnNodes(db, h.nodes, job.id);
           if (prunes.length) return prunes.map((p) => `node ${p.nodeId} is being pruned by job ${p.jobId}`).join(', ');
-          upsertHold(db, { jobId: job.id, serviceId: h.serviceId, service: h.service, nodes: h.nodes, undoStep: h.undo });
+          upsertHold(db, { jobId: job.id, serviceId: h.serviceId, service: h.service, nodes: h.nodes, undoStep: h.undo, replicas: h.replicas });
           return null;
         }),
       );

@@ -39,9 +39,10 @@ export interface Holds {
   /**
    * Before scaling a service down: waits (at most LOCK_TIMEOUT) while a prune runs on one of `nodes` (the
    * node ids of its tasks), then records that this job holds the service down until the compensation step
-   * `undo` gives it back. Committed before the caller acts; calling it again (a re-entered step) is fine.
+   * `undo` gives it back (to `replicas`, when known). Committed before the caller acts; calling it again
+   * (a re-entered step) is fine.
    */
-  holdService(h: { serviceId: string; service: string; nodes: string[]; undo: string }): Promise<void>;
+  holdService(h: { serviceId: string; service: string; nodes: string[]; undo: string; replicas?: number }): Promise<void>;
   /** the spec version after this job's own change of a held service: any other version later means an operator acted */
   setVersion(serviceId: string, version: number): void;
   /** the compensation gave the service back */

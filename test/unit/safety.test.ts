@@ -343,6 +343,16 @@ describe('compensation that could not finish', () => {
     expect(events.map((e) => e.outcome)).toEqual(['operator']);
     expect(locksOf(db, job.id)).toEqual([]);
   });
+
+  it('counts as given back when the spec changed but the service is at its recorded count again (a scale-up that took effect late)', async () => {
+    const { db, worker, swarm, job } = await failedWithServiceDown();
+    swarm.svc.reachable = true;
+    swarm.svc.replicas = 2;
+    swarm.svc.version += 1;
+    await worker.retryCompensations();
+    expect(getJob(db, job.id)!.compensation).toBe('done');
+    expect(swarm.updates).toEqual([0]);
+  });
 });
 
 describe('shutdown', () => {

@@ -48,7 +48,13 @@ export async function stop(ctx: StepContext<StopRecord>): Promise<StepOutcome<St
   const record: StopRecord = before.replicas !== undefined ? { ...before, replicas: before.replicas } : { replicas: svc.replicas, startTimeoutMs, recordedAt: new Date().toISOString() };
   if (before.replicas === undefined) ctx.save(record);
   // no prune runs on the nodes of its tasks while it is down (committed before scaling, too)
-  await ctx.holds.holdService({ serviceId: r.serviceId, service: r.service, nodes: await taskNodes(ctx, r), undo: RESTORE.name });
+  await ctx.holds.holdService({
+    serviceId: r.serviceId,
+    service: r.service,
+    nodes: await taskNodes(ctx, r),
+    undo: RESTORE.name,
+    replicas: record.replicas,
+  });
   await withLimit(`the stop of ${svc.name}`, limit, ctx.signal, async (signal) => {
     const { version } = await scaleTo(ctx, r.serviceId, 0, signal, ATTEMPTS);
     ctx.holds.setVersion(r.serviceId, version);
