@@ -75,7 +75,7 @@ function context(env: StepEnv, p: Planned, signal: AbortSignal, log: Logger, ree
     },
     detailOf: ((step: string | StepRef) => readDetail(env, step)) as StepContext['detailOf'],
     setResult: (result) => setJobResult(deps.db, job.id, result),
-    holds: createHolds(deps, job, signal),
+    holds: createHolds({ db: deps.db, config: deps.config, log }, job, signal),
   };
 }
 

@@ -214,8 +214,11 @@ class DockerodePort implements DockerPort {
         statusCodes: { 200: true, 401: 'no such image or no access', 403: 'denied', 404: 'no such image', 500: 'server error' },
       });
     } catch (e) {
-      if (e instanceof AppError && e.code === 'TIMEOUT') throw new AppError('TIMEOUT', `the registry of ${image} did not answer within ${this.callTimeoutMs} ms`);
-      throw toAppError(e, 'REGISTRY_ERROR', auth?.password || undefined);
+      const err = toAppError(e);
+      if (err.code === 'TIMEOUT') throw new AppError('TIMEOUT', `the registry of ${image} did not answer within ${this.callTimeoutMs} ms`);
+      // never let the password reach a message (and so a log line or an API answer)
+      const password = auth?.password;
+      throw new AppError('REGISTRY_ERROR', password ? err.message.split(password).join('[redacted]') : err.message, err.details);
     }
     const digest = data?.Descriptor?.digest;
     if (!digest) throw new AppError('REGISTRY_ERROR', `registry gave no digest for ${image}`);
