@@ -87,7 +87,11 @@ async function main(): Promise<void> {
     log.info({ signal, budgetMs: budget, heldServicesGivenBack: true }, 'stopping: running jobs resume at the next start');
     scheduler.stop();
     const settled = worker.stop(budget - EXIT_MARGIN_MS); // wakes every waitRes request at once
-    await Promise.all([app.close().catch(() => undefined), settled]);
+    const closed = app.close().catch(() => undefined);
+    await settled;
+    // answers are out by now: keep-alive connections of clients must not hold the exit
+    app.server.closeAllConnections();
+    await closed;
     db.close();
     lock.release();
     log.info('stopped');

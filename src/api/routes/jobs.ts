@@ -26,7 +26,10 @@ export const jobRoutes: FastifyPluginAsync<{ jobs: JobsService; waitLimitMs: num
     if (!waitRes) return reply.code(202).send(job);
     const done = await jobs.wait(job.id, waitLimitMs);
     // the process stops: the job goes on in the next one; answer at once with the job as it stands
-    if (!FINAL.has(done.state) && jobs.stopping()) return reply.code(503).header('Retry-After', String(RETRY_AFTER_S)).send(done);
+    // (Connection: close, so the closing server does not wait for this connection's keep-alive)
+    if (!FINAL.has(done.state) && jobs.stopping()) {
+      return reply.code(503).header('Retry-After', String(RETRY_AFTER_S)).header('Connection', 'close').send(done);
+    }
     return reply.code(waitStatus(done)).send(done);
   }
 
