@@ -375,10 +375,10 @@ describe('safety at the edges on the real swarm', () => {
     // everything else of this file is gone: the cron's backup all covers this service (and whatever else the swarm enables)
     await removeServices(...services);
     const CRN = `sf-crn-${id}`;
-    const SLOW = `sf-slow-${id}`;
+    const SLOW = [1, 2].map((n) => `sf-slow${n}-${id}`);
     await service(CRN, { constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-crn-data-${id}`)], labels: stopped() });
-    // a clean child of 8 s: the clean run's children together outlast the 20 s occupation limit
-    await service(SLOW, { labels: { 'swarm-utils.clean.enable': 'true', 'swarm-utils.clean.exec': 'sleep 8' } });
+    // two clean children of 7 s: each fits in the 12 s occupation limit, the clean run's children together do not
+    for (const n of SLOW) await service(n, { labels: { 'swarm-utils.clean.enable': 'true', 'swarm-utils.clean.exec': 'sleep 7' } });
     const at = new Date(Date.now() + 12_000);
     const expr = `${at.getUTCSeconds()} ${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
     const s = await server(
@@ -387,8 +387,8 @@ describe('safety at the edges on the real swarm', () => {
         SWARM_UTILS_IS_CRON_CLEAN: 'true',
         SWARM_UTILS_IS_CRON_BACKUP: 'true',
         SWARM_UTILS_CRON_EXPR: expr,
-        SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME: '20_000',
-        SWARM_UTILS_LOCK_MAX_EXECUTION_TIME: '20_000',
+        SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME: '12_000',
+        SWARM_UTILS_LOCK_MAX_EXECUTION_TIME: '12_000',
         SWARM_UTILS_CONCURRENCY: '1',
       }),
     );
@@ -402,7 +402,7 @@ describe('safety at the edges on the real swarm', () => {
       const backupDone = await waitJob(s, backup.id, 240_000);
       const cleanKids = await Promise.all(cleanDone.result.children.map(async (c: any) => (await s.api('GET', `/jobs/${c.id}`)).json));
       expect(cleanKids.filter((k: any) => k.target.node).length).toBe(3);
-      expect(t(cleanDone.finishedAt) - t(cleanDone.startedAt), 'the clean run outlasts the occupation limit').toBeGreaterThan(20_000);
+      expect(t(cleanDone.finishedAt) - t(cleanDone.startedAt), 'the clean run outlasts the occupation limit').toBeGreaterThan(12_000);
       expect(t(cleanDone.finishedAt)).toBeGreaterThanOrEqual(Math.max(...cleanKids.map((k: any) => t(k.finishedAt))));
       expect(t(backupDone.startedAt)).toBeGreaterThanOrEqual(t(cleanDone.finishedAt));
       const crn = backupDone.result.children.find((c: any) => c.target.service === CRN);
