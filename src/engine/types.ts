@@ -60,7 +60,7 @@ export interface StepContext<D extends Detail = Detail> {
   job: JobRow;
   deps: Deps;
   log: Logger;
-  /** aborted when the job passes LOCK_MAX_OCCUPATION_TIME (reason: AppError TIMEOUT), is canceled, or the process stops */
+  /** aborted when the job passes LOCK_MAX_OCCUPATION_TIME (reason: AppError TIMEOUT) or the process stops (a cancel is seen at the next step boundary) */
   signal: AbortSignal;
   /** this step's committed detail, parsed through its schema: empty on a first run, what was saved before a crash on a resumed run */
   detail: Partial<D>;

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import crypto from 'node:crypto';
 import PQueue from 'p-queue';
 import { AppError } from '../errors.js';
@@ -63,6 +63,8 @@ export class Worker {
   ) {
     this.queue = new PQueue({ concurrency: opts.concurrency });
     this.events.setMaxListeners(0);
+    // every running job and every waitRes request listens to these: many at once is normal
+    setMaxListeners(0, this.shutdown.signal, this.exit.signal);
   }
 
   async start(): Promise<void> {
