@@ -3,7 +3,7 @@
  * Docker socket (point the server at it with DOCKER_HOST=unix://<proxy.address>, which docker-modem honours)
  * or in front of S3 (SWARM_UTILS_S3_DOMAIN=<proxy.address>), then pause, hang or refuse.
  *
- *   const p = await startProxy({ listen: { path: '/tmp/x/docker.sock' }, target: { path: '/var/run/docker.sock' } });
+ *   const p = await startProxy({ listen: { path: path.join(dir, 'docker.sock') }, target: { path: MANAGER_SOCKET } });
  *   p.pause();                       // connections stay open, nothing goes through (a daemon that never answers)
  *   p.resume();                      // what was held goes on (data of clients that gave up is dropped)
  *   p.hang(/^GET \/distribution\//); // HTTP requests whose request line matches are never forwarded
