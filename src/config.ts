@@ -312,6 +312,7 @@ const fieldsSchema = z
     SWARM_UTILS_NOTIFY_URL: secretVar(),
     SWARM_UTILS_NOTIFY_ON: envVar<NotifyOn>('failure', oneOf(NOTIFY_ON)),
     SWARM_UTILS_NOTIFY_FORMAT: envVar<NotifyFormat>('json', oneOf(NOTIFY_FORMATS)),
+    SWARM_UTILS_SHUTDOWN_TIMEOUT: intVar(30_000, 1_000, MAX_TIMER_MS),
   })
   // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to report
   .catchall(z.string());
@@ -425,6 +426,7 @@ function toConfig(fields: Fields, inImage: boolean) {
     concurrency: fields.SWARM_UTILS_CONCURRENCY,
     jobRetentionDays: fields.SWARM_UTILS_JOB_RETENTION_DAYS,
     logLevel: fields.SWARM_UTILS_LOG_LEVEL,
+    shutdownTimeoutMs: fields.SWARM_UTILS_SHUTDOWN_TIMEOUT,
     backupEnv: backupEnvOf(fields),
     notify: {
       url: fields.SWARM_UTILS_NOTIFY_URL?.trim() || null,

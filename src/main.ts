@@ -1,7 +1,8 @@
 import { exitOnInvalidConfig, loadConfig } from './config.js';
 import { instanceId, isWritable, openDb } from './db/index.js';
+import { acquireProcessLock } from './db/lockfile.js';
 import { createLogger } from './log.js';
-import { createDockerPort } from './swarm/dockerode.js';
+import { CALL_TIMEOUT_MS, createDockerPort } from './swarm/dockerode.js';
 import { Worker } from './engine/worker.js';
 import { JOB_KINDS } from './jobs/index.js';
 import { buildApp } from './api/app.js';
@@ -15,14 +16,27 @@ import { startScheduler } from './scheduler.js';
 import { createNotifier } from './notify/notifier.js';
 import { exitOnOldNode } from './node-version.js';
 
-/** start-up: config → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
+/** what the graceful stop keeps for closing the database and exiting once the jobs settled */
+const EXIT_MARGIN_MS = 500;
+
+/** start-up: config → lock → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
 async function main(): Promise<void> {
   exitOnOldNode();
   // the image sets SWARM_UTILS_DB_PATH=/data/swarm-utils.db itself (Dockerfile)
   const config = exitOnInvalidConfig(loadConfig(process.env));
   const log = createLogger(config.logLevel);
+  // one process per database file: a second one would resume the first one's running jobs
+  const lock = acquireProcessLock(config.dbPath);
+  if (!lock) {
+    process.stderr.write(
+      `swarm-utils: another swarm-utils process is using the database ${config.dbPath} (its lock file ${config.dbPath}.lock is held); ` +
+        'only one process may use a database file: stop the other one first\n',
+    );
+    process.exit(1);
+  }
   const db = openDb(config.dbPath);
-  const docker = createDockerPort({ logger: log }); // the port adds component: 'docker' itself
+  // no single Engine API call may take longer than one command may run
+  const docker = createDockerPort({ logger: log, callTimeoutMs: Math.min(CALL_TIMEOUT_MS, config.lockMaxExecutionMs) });
   const deps: Deps = { db, docker, config, log, instance: instanceId(db) };
 
   const worker = new Worker(deps, JOB_KINDS, {
@@ -35,6 +49,8 @@ async function main(): Promise<void> {
   // README "Notifications": derived from the job rows, so it also runs for jobs that ended before a crash
   const notifier = createNotifier(deps);
   worker.events.on('finished', () => notifier.wake());
+  // a compensation left to the operator is derived from its row by the notifier's sweep; this only hurries it
+  worker.events.on('compensation', () => notifier.wake());
   notifier.start();
   await worker.start();
   const scheduler = startScheduler(deps, worker);
@@ -66,15 +82,31 @@ async function main(): Promise<void> {
   log.info({ port: config.port, boot: worker.bootId }, 'swarm-utils started');
 
   let stopping = false;
+  /**
+   * Shutdown (README "How jobs run"): stop claiming, answer open waitRes requests at once (503), give back
+   * every service a job holds scaled down, leave the other helpers running for the next process, and exit
+   * within SWARM_UTILS_SHUTDOWN_TIMEOUT whatever happens.
+   */
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'stopping: running jobs resume at the next start');
+    const budget = config.shutdownTimeoutMs;
+    setTimeout(() => {
+      log.error({ budgetMs: budget }, 'shutdown did not finish in time: exiting now');
+      process.exit(1);
+    }, budget).unref();
+    log.info({ signal, budgetMs: budget, heldServicesGivenBack: true }, 'stopping: running jobs resume at the next start');
     scheduler.stop();
-    await app.close().catch(() => undefined);
-    await worker.stop();
+    const settled = worker.stop(budget - EXIT_MARGIN_MS); // wakes every waitRes request at once
+    const closed = app.close().catch(() => undefined);
+    await settled;
+    // answers are out by now: keep-alive connections of clients must not hold the exit
+    app.server.closeAllConnections();
+    await closed;
     await notifier.stop();
     db.close();
+    lock.release();
+    log.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -20,6 +20,9 @@ export interface ObjectStore {
   close(): void;
 }
 
+/** the limit of one S3 call, its retries included: an endpoint that accepts and never answers fails the step */
+export const S3_CALL_TIMEOUT_MS = 60_000;
+
 export const s3Endpoint = (s3: Pick<Config['s3'], 'domain' | 'https'>): string => `${s3.https ? 'https' : 'http'}://${s3.domain ?? ''}`;
 
 /** The SDK client's options; `credentials` is the only secret part. */
@@ -48,12 +51,14 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
   const scrub = (text: string) => [secretAccessKey, accessKey].reduce((t, s) => t.split(s).join('[redacted]'), text);
   return {
     async head(key, signal) {
+      const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
       try {
-        const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+        const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal ? AbortSignal.any([signal, limit]) : limit });
         return { key, size: out.ContentLength ?? 0 };
       } catch (e) {
         if (statusOf(e) === 404 || (e as { name?: string } | null)?.name === 'NotFound') return null;
-        throw new AppError('S3_ERROR', scrub(`could not read s3://${bucket}/${key} at ${endpoint}: ${describe(e)}`));
+        const why = limit.aborted ? `no answer within ${S3_CALL_TIMEOUT_MS} ms` : describe(e);
+        throw new AppError('S3_ERROR', scrub(`could not read s3://${bucket}/${key} at ${endpoint}: ${why}`));
       }
     },
     close: () => client.destroy(),

@@ -1,8 +1,8 @@
 import { AppError } from '../errors.js';
-import { FINAL_STATES, childrenOf, finishJob, getJob, insertJob, listJobs, recordJobError, requestCancel } from '../db/jobs.js';
+import { getJob, insertJob, listJobs } from '../db/jobs.js';
 import { stepsOf, stepsOfMany } from '../db/steps.js';
-import { immediate } from '../db/index.js';
-import type { Deps, JobKind, Target } from '../engine/types.js';
+import { cancelTree } from '../engine/cancel.js';
+import type { Deps, JobKind, SubmitCheck, Target } from '../engine/types.js';
 import type { Worker } from '../engine/worker.js';
 import { registryAuthFor } from '../jobs/image.js';
 import type { NodeInfo, ServiceInfo } from '../swarm/port.js';
@@ -15,19 +15,19 @@ export interface JobsService {
   get(caller: Caller, id: number): Promise<JobView>;
   list(caller: Caller, q: ListQuery): Promise<{ jobs: JobView[]; next: number | null }>;
   cancel(caller: Caller, id: number): Promise<JobView>;
-  /** waits for the end of a job, at most `ms` */
+  /** waits for the end of a job, at most `ms`, or until the process starts to stop */
   wait(id: number, ms: number): Promise<JobView>;
   view(id: number): JobView;
+  /** true once the process stops: submissions are refused (SHUTTING_DOWN), waits end at once */
+  stopping(): boolean;
 }
 
-export interface SubmitCheck {
-  /** type-specific refusals before a job exists (NOT_ENABLED, UNSUPPORTED) */
-  precheck?(deps: Deps, target: { service?: ServiceInfo; node?: NodeInfo }): Promise<void> | void;
-}
+/** lives beside JobKind (engine/types.ts); re-exported for the API's own imports */
+export type { SubmitCheck };
 
 export function createJobsService(
   deps: Deps,
-  worker: Pick<Worker, 'wake' | 'waitFor'>,
+  worker: Pick<Worker, 'wake' | 'waitFor' | 'stopping'>,
   auth: Authorizer,
   kinds: Record<string, JobKind & SubmitCheck>,
 ): JobsService {
@@ -86,7 +86,9 @@ export function createJobsService(
 
   return {
     view,
+    stopping: () => worker.stopping,
     async submit(caller, b) {
+      if (worker.stopping) throw new AppError('SHUTTING_DOWN', 'swarm-utils is shutting down: submit the job again in a moment');
       const kind = kinds[b.type];
       if (!kind) throw new AppError('UNSUPPORTED', `${b.type} jobs are not available in this version`);
       const target = await resolveTarget(caller, b, kind);
@@ -124,7 +126,7 @@ export function createJobsService(
     },
     async cancel(caller, id) {
       await this.get(caller, id);
-      cancelTree(id);
+      cancelTree(db, id);
       worker.wake();
       return view(id);
     },
@@ -133,17 +135,4 @@ export function createJobsService(
       return view(id);
     },
   };
-
-  /** a queued job ends canceled at once; a running one stops at its next step boundary; children follow their parent */
-  function cancelTree(id: number): void {
-    immediate(db, () => {
-      const job = getJob(db, id);
-      if (!job || FINAL_STATES.includes(job.state)) return;
-      if (job.state === 'queued') {
-        recordJobError(db, id, 'CANCELED', 'canceled on request before it started');
-        finishJob(db, id, 'canceled');
-      } else requestCancel(db, id);
-      for (const child of childrenOf(db, id)) cancelTree(child.id);
-    });
-  }
 }

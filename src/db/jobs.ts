@@ -36,7 +36,11 @@ export interface JobRow {
   cancelRequested: boolean;
   /** when the job's last notification was delivered (migrations/0005_notifications.sql) */
   notifiedAt: number | null;
+  /** a finished job whose compensation could not finish: pending (retried), done, or left to the operator */
+  compensation: Compensation | null;
 }
+
+export type Compensation = 'pending' | 'done' | 'operator';
 
 export interface NewJob {
   type: JobType;
@@ -79,6 +83,7 @@ interface RawJob {
   owner: string | null;
   cancel_requested: number;
   notified_at?: number | null;
+  compensation: string | null;
 }
 
 const parse = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
@@ -109,6 +114,7 @@ function fromRaw(r: RawJob): JobRow {
     owner: r.owner,
     cancelRequested: r.cancel_requested === 1,
     notifiedAt: r.notified_at ?? null,
+    compensation: (r.compensation as Compensation | null) ?? null,
   };
 }
 
@@ -205,15 +211,51 @@ export function setJobResult(db: Db, id: number, result: unknown): void {
   db.prepare('UPDATE jobs SET result = ? WHERE id = ?').run(JSON.stringify(result), id);
 }
 
-/** ends a job and releases its locks in one transaction */
-export function finishJob(db: Db, id: number, state: JobState, now = Date.now()): void {
+/**
+ * Ends a job in one transaction: its node prunes end and its locks are released, unless it still holds a
+ * service scaled down (its compensation could not finish): then it keeps its locks, so no other job acts on
+ * that service, and its compensation is `pending` until the worker's retry gives the service back.
+ * Returns true when the compensation is pending.
+ */
+export function finishJob(db: Db, id: number, state: JobState, now = Date.now()): boolean {
   const hadSecrets = db.prepare('SELECT secrets IS NOT NULL FROM jobs WHERE id = ?').pluck().get(id) === 1;
-  db.transaction(() => {
+  const pending = db.transaction(() => {
     db.prepare('UPDATE jobs SET state = ?, finished_at = ?, secrets = NULL, owner = NULL WHERE id = ?').run(state, now, id);
+    db.prepare('DELETE FROM node_prunes WHERE job_id = ?').run(id);
+    const held = db.prepare("SELECT COUNT(*) FROM service_holds WHERE job_id = ? AND state = 'held'").pluck().get(id) as number;
+    if (held > 0) {
+      db.prepare("UPDATE jobs SET compensation = 'pending' WHERE id = ?").run(id);
+      return true;
+    }
     db.prepare('DELETE FROM locks WHERE job_id = ?').run(id);
+    return false;
   })();
   // the erased credentials must not stay readable in the write-ahead log
   if (hadSecrets) scrubWal(db);
+  return pending;
+}
+
+/** the pending compensation of a finished job ended (`done`, or left to the operator): its locks are released */
+export function endCompensation(db: Db, id: number, outcome: 'done' | 'operator'): void {
+  db.transaction(() => {
+    db.prepare('UPDATE jobs SET compensation = ? WHERE id = ?').run(outcome, id);
+    db.prepare('DELETE FROM locks WHERE job_id = ?').run(id);
+  })();
+}
+
+/** finished jobs whose compensation is still to be retried */
+export function jobsWithPendingCompensation(db: Db): JobRow[] {
+  return (db.prepare("SELECT * FROM jobs WHERE compensation = 'pending' ORDER BY id").all() as RawJob[]).map(fromRaw);
+}
+
+/** merges `fields` into the job's result object (a non-object result is kept under `value`) */
+export function mergeJobResult(db: Db, id: number, fields: Record<string, unknown>): void {
+  db.transaction(() => {
+    const raw = db.prepare('SELECT result FROM jobs WHERE id = ?').pluck().get(id) as string | null | undefined;
+    const current = raw == null ? null : (JSON.parse(raw) as unknown);
+    const base = current === null ? {} : typeof current === 'object' && !Array.isArray(current) ? current : { value: current };
+    db.prepare('UPDATE jobs SET result = ? WHERE id = ?').run(JSON.stringify({ ...base, ...fields }), id);
+  })();
 }
 
 export function requestCancel(db: Db, id: number): void {
@@ -224,9 +266,24 @@ export function isCancelRequested(db: Db, id: number): boolean {
   return db.prepare('SELECT cancel_requested FROM jobs WHERE id = ?').pluck().get(id) === 1;
 }
 
-/** deletes finished top-level jobs (children and steps go with them) older than `cutoff` */
-export function deleteFinishedBefore(db: Db, cutoff: number): number {
-  return db
-    .prepare("DELETE FROM jobs WHERE parent_id IS NULL AND state IN ('succeeded', 'failed', 'canceled') AND finished_at < ?")
-    .run(cutoff).changes;
+/**
+ * Deletes finished top-level jobs (children and steps go with them) older than `cutoff`, except those whose
+ * compensation is still pending, and the cron runs of that age whose jobs are gone with them.
+ */
+export function deleteFinishedBefore(db: Db, cutoff: number): { jobs: number; cronRuns: number } {
+  return db.transaction(() => {
+    const jobs = db
+      .prepare(
+        `DELETE FROM jobs WHERE parent_id IS NULL AND state IN ('succeeded', 'failed', 'canceled') AND finished_at < ?
+           AND (compensation IS NULL OR compensation != 'pending')`,
+      )
+      .run(cutoff).changes;
+    const cronRuns = db
+      .prepare(
+        `DELETE FROM cron_runs WHERE created_at < ?
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id IN (cron_runs.clean_job_id, cron_runs.backup_job_id))`,
+      )
+      .run(cutoff).changes;
+    return { jobs, cronRuns };
+  })();
 }

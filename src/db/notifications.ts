@@ -50,6 +50,20 @@ export function insertFinishedNotifications(db: Db, states: readonly JobState[],
     .run(now, now, since, ...states).changes;
 }
 
+/**
+ * One `compensation_left_to_operator` per job (top-level or child) whose compensation the worker left to
+ * an operator (jobs.compensation = 'operator', migrations/0003_holds.sql), for jobs ended at or after
+ * `since`: sent whatever NOTIFY_ON says. Derived from the rows, so a kill -9 loses none.
+ */
+export function insertCompensationNotifications(db: Db, since: number, now = Date.now()): number {
+  return db
+    .prepare(
+      `INSERT OR IGNORE INTO notifications (job_id, event, created_at, next_at)
+       SELECT id, 'compensation_left_to_operator', ?, ? FROM jobs WHERE compensation = 'operator' AND finished_at >= ?`,
+    )
+    .run(now, now, since).changes;
+}
+
 /** undelivered notifications whose next attempt is due, oldest first */
 export function dueNotifications(db: Db, now = Date.now(), limit = 20): NotificationRow[] {
   return (

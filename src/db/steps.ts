@@ -87,3 +87,19 @@ export function endStep(
     idx,
   );
 }
+
+/** appends a step the job's recorded plan lacks (a compensation step added by a newer version) */
+export function appendStep(db: Db, jobId: number, name: string, always: boolean): StepRow {
+  const idx = ((db.prepare('SELECT MAX(idx) FROM steps WHERE job_id = ?').pluck().get(jobId) as number | null) ?? -1) + 1;
+  db.prepare("INSERT INTO steps (job_id, idx, name, state, always) VALUES (?, ?, ?, 'pending', ?)").run(jobId, idx, name, always ? 1 : 0);
+  return stepsOf(db, jobId).find((s) => s.idx === idx)!;
+}
+
+/** a step to run again (by the next process): pending, its committed detail kept */
+export function resetStep(db: Db, jobId: number, idx: number, output: string | null): void {
+  db.prepare("UPDATE steps SET state = 'pending', started_at = NULL, finished_at = NULL, output = ? WHERE job_id = ? AND idx = ?").run(
+    clip(output),
+    jobId,
+    idx,
+  );
+}

@@ -21,6 +21,50 @@ export async function withLimit<T>(what: string, ms: number, parent: AbortSignal
   }
 }
 
+/** abort reason when the process stops: an interrupted step stays `running`, to be re-entered by the next process */
+export class ShutdownSignal extends Error {
+  constructor() {
+    super('swarm-utils is shutting down');
+  }
+}
+
+/**
+ * A signal that aborts when any of `parents` does (with its reason) or `ms` after now (AppError TIMEOUT).
+ * `dispose` clears the timer and the listeners.
+ */
+export function deadline(parents: AbortSignal[], ms: number | null, what: string): { signal: AbortSignal; dispose(): void } {
+  const ctrl = new AbortController();
+  const listeners = parents.map((p) => {
+    const on = () => ctrl.abort(p.reason);
+    if (p.aborted) ctrl.abort(p.reason);
+    else p.addEventListener('abort', on, { once: true });
+    return () => p.removeEventListener('abort', on);
+  });
+  const timer = ms === null ? null : setTimeout(() => ctrl.abort(new AppError('TIMEOUT', `${what} did not finish within ${ms} ms`)), Math.max(0, ms));
+  return {
+    signal: ctrl.signal,
+    dispose: () => {
+      if (timer) clearTimeout(timer);
+      for (const off of listeners) off();
+    },
+  };
+}
+
+/** rejects with the signal's reason when it aborts, whatever `work` does: a step that never settles still ends */
+export function raceSignal<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signalError(signal));
+  let off = () => undefined as void;
+  const aborted = new Promise<never>((_, reject) => {
+    const on = () => reject(signalError(signal));
+    signal.addEventListener('abort', on, { once: true });
+    off = () => signal.removeEventListener('abort', on);
+  });
+  return Promise.race([work, aborted]).finally(off);
+}
+
+/** the abort reason as thrown: a ShutdownSignal stays one (the runner tells it apart), anything else becomes an AppError */
+const signalError = (signal: AbortSignal): Error => (signal.reason instanceof ShutdownSignal ? signal.reason : abortReason(signal));
+
 export function abortReason(signal: AbortSignal): AppError {
   return signal.reason instanceof AppError ? signal.reason : new AppError('CANCELED', 'the operation was aborted');
 }

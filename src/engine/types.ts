@@ -1,8 +1,9 @@
+import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { JobRow, JobType, TargetKind } from '../db/jobs.js';
 import type { Logger } from '../log.js';
-import type { DockerPort } from '../swarm/port.js';
+import type { DockerPort, NodeInfo, ServiceInfo } from '../swarm/port.js';
 
 /** What steps may use. Narrow it with Pick<> where a function needs less. */
 export interface Deps {
@@ -14,35 +15,87 @@ export interface Deps {
   instance: string;
 }
 
-export interface StepContext {
+/** a step's committed detail: a JSON object */
+export type Detail = Record<string, unknown>;
+
+/** A step's name (and former names) with the schema of its committed detail: how other steps read that detail back. */
+export interface StepRef<D extends Detail = Detail> {
+  name: string;
+  /** names this step had in older versions: a job recorded under one of them resumes as this step */
+  aliases?: readonly string[];
+  /** the committed detail, checked when it is saved and parsed when it is read back (a mismatch fails loudly) */
+  detail?: z.ZodType<D>;
+}
+
+/** A reference to a step's detail with its schema. */
+export const stepRef = <D extends Detail>(name: string, detail: z.ZodType<D>, aliases: readonly string[] = []): StepRef<D> & { detail: z.ZodType<D> } => ({
+  name,
+  aliases,
+  detail,
+});
+
+/** What a job holds while it runs (engine/holds.ts): services it scaled down, nodes it prunes. */
+export interface Holds {
+  /**
+   * Before scaling a service down: waits (at most LOCK_TIMEOUT) while a prune runs on one of `nodes` (the
+   * node ids of its tasks), then records that this job holds the service down until the compensation step
+   * `undo` gives it back (to `replicas`, when known). Committed before the caller acts; calling it again
+   * (a re-entered step) is fine.
+   */
+  holdService(h: { serviceId: string; service: string; nodes: string[]; undo: string; replicas?: number }): Promise<void>;
+  /** the spec version after this job's own change of a held service: any other version later means an operator acted */
+  setVersion(serviceId: string, version: number): void;
+  /** the compensation gave the service back */
+  releaseService(serviceId: string): void;
+  /** whether this job holds the service down */
+  isHeld(serviceId: string): boolean;
+  /**
+   * Before a prune on a node: waits (at most LOCK_TIMEOUT) while a job holds a service with tasks there scaled
+   * down; from then on until this job ends, no job scales down a service with tasks on that node.
+   */
+  holdNode(nodeId: string, hostname?: string): Promise<void>;
+}
+
+export interface StepContext<D extends Detail = Detail> {
   job: JobRow;
   deps: Deps;
   log: Logger;
-  /** aborted when the job passes LOCK_MAX_OCCUPATION_TIME (reason: AppError TIMEOUT) or the process stops */
+  /** aborted when the job passes LOCK_MAX_OCCUPATION_TIME (reason: AppError TIMEOUT) or the process stops (a cancel is seen at the next step boundary) */
   signal: AbortSignal;
-  /** this step's committed detail: empty on a first run, what was saved before a crash on a resumed run */
-  detail: Record<string, unknown>;
+  /** this step's committed detail, parsed through its schema: empty on a first run, what was saved before a crash on a resumed run */
+  detail: Partial<D>;
   /** true when the step had started before (the process died inside it) */
   reentered: boolean;
-  /** commits the step's detail at once: call it before acting with whatever is needed to resume or undo */
-  save(detail: Record<string, unknown>): void;
-  /** committed detail of an earlier step of the same job */
-  detailOf(stepName: string): Record<string, unknown>;
+  /** commits the step's detail at once (checked against its schema): call it before acting with whatever is needed to resume or undo */
+  save(detail: D): void;
+  /** committed detail of a step of the same job, by name (validated through that step's schema when it has one; `{}` when none) */
+  detailOf(step: string): Detail;
+  /** committed detail of a step of the same job, parsed through the step's schema; null when it committed nothing */
+  detailOf<T extends Detail>(step: StepRef<T> & { detail: z.ZodType<T> }): T | null;
   setResult(result: unknown): void;
+  holds: Holds;
 }
 
-export interface StepOutcome {
-  detail?: Record<string, unknown>;
+export interface StepOutcome<D extends Detail = Detail> {
+  detail?: D;
   output?: string;
   skipped?: boolean;
 }
 
-export interface StepDef {
-  name: string;
-  /** compensation: runs even when an earlier step failed, the job was canceled or timed out */
+export interface StepDef<D extends Detail = Detail> extends StepRef<D> {
+  /** compensation: runs even when an earlier step failed, the job was canceled, timed out, or its engine failed */
   always?: boolean;
-  run(ctx: StepContext): Promise<StepOutcome | void>;
+  /**
+   * The step reads what the job holds scaled down (e.g. it archives the volume of a stopped service). If the
+   * process stops during it and gives the service back, the step's helpers are stopped first and the next
+   * process takes the job up again from step `from` (a fresh stop), never reading the volume of a running service.
+   */
+  whileDown?: { from: string };
+  run(ctx: StepContext<D>): Promise<StepOutcome<D> | void>;
 }
+
+/** a step written inline with a typed detail: `defineStep({ ...REF, run: async (ctx) => … })` keeps `ctx.detail` typed */
+export const defineStep = <D extends Detail>(def: StepDef<D>): StepDef<D> => def;
 
 export interface Target {
   kind: TargetKind;
@@ -66,4 +119,9 @@ export interface JobKind {
   steps(job: JobRow): StepDef[];
   /** `all` jobs: the targets at the moment the job starts */
   allTargets?(deps: Deps, grant: TargetGrant): Promise<Target[]>;
+}
+
+/** Type-specific refusals before a job exists (NOT_ENABLED, UNSUPPORTED): checked at submission. */
+export interface SubmitCheck {
+  precheck?(deps: Deps, target: { service?: ServiceInfo; node?: NodeInfo }): Promise<void> | void;
 }

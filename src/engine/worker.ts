@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import crypto from 'node:crypto';
 import PQueue from 'p-queue';
 import { AppError } from '../errors.js';
@@ -15,10 +15,18 @@ import {
 } from '../db/jobs.js';
 import { lockHolders, takeLocks } from '../db/locks.js';
 import { insertSteps } from '../db/steps.js';
+import { retryCompensations } from './compensation.js';
 import { fanOutSteps } from './fanout.js';
-import { helperPrefix } from '../jobs/exec.js';
-import { ShutdownSignal, runJob } from './runner.js';
+import { HELPER_STOP_MS, ownHelpers, stopJobHelpers } from './helpers.js';
+import { helperPrefix } from '../swarm/helpers.js';
+import { ShutdownSignal } from './limits.js';
+import { runJob } from './runner.js';
 import type { Deps, JobKind, StepDef } from './types.js';
+
+/** how often compensation left pending is tried again */
+export const COMPENSATION_RETRY_MS = 60_000;
+/** what a shutdown keeps for recording the end of compensation before the process must exit */
+const EXIT_MARGIN_MS = 1500;
 
 export interface WorkerOptions {
   concurrency: number;
@@ -28,18 +36,25 @@ export interface WorkerOptions {
 
 /**
  * Claims queued jobs (in one IMMEDIATE transaction: locks checked and taken together), runs them with
- * bounded concurrency, fails jobs that wait for a lock past LOCK_TIMEOUT, and resumes the jobs a dead
- * process left running. The API and the cron only insert rows and call `wake()`.
+ * bounded concurrency, fails jobs that wait for a lock past LOCK_TIMEOUT, resumes the jobs a dead process
+ * left running, and retries compensation left pending. The API and the cron only insert rows and call `wake()`.
+ *
+ * Events: `finished` (job), `finished:<id>`, `compensation` ({ job, outcome: 'done' | 'operator' }) when a
+ * pending compensation ended (`operator`: the service was left to the operator).
  */
 export class Worker {
   readonly events = new EventEmitter();
   readonly bootId = crypto.randomUUID();
   private readonly queue: PQueue;
   private readonly shutdown = new AbortController();
+  /** aborted when the process must exit: ends what compensation still runs after a shutdown began */
+  private readonly exit = new AbortController();
   private readonly parents = new Set<Promise<unknown>>();
   private tickScheduled = false;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private housekeeping: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retrying: Promise<void> | null = null;
   private running = 0;
 
   constructor(
@@ -49,6 +64,8 @@ export class Worker {
   ) {
     this.queue = new PQueue({ concurrency: opts.concurrency });
     this.events.setMaxListeners(0);
+    // every running job and every waitRes request listens to these: many at once is normal
+    setMaxListeners(0, this.shutdown.signal, this.exit.signal);
   }
 
   async start(): Promise<void> {
@@ -57,7 +74,28 @@ export class Worker {
     this.resume();
     this.housekeeping = setInterval(() => this.purgeOld(), 3600_000).unref();
     this.purgeOld();
+    this.retryTimer = setInterval(() => void this.retryCompensations(), COMPENSATION_RETRY_MS).unref();
+    void this.retryCompensations();
     this.wake();
+  }
+
+  /** true once a shutdown began: nothing is claimed any more */
+  get stopping(): boolean {
+    return this.shutdown.signal.aborted;
+  }
+
+  /** one pass over pending compensation; a pass still going is not doubled */
+  retryCompensations(): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    this.retrying ??= retryCompensations({
+      deps: this.deps,
+      planOf: (job) => this.stepsFor(job),
+      signal: this.shutdown.signal,
+      ended: (job, outcome) => this.events.emit('compensation', { job, outcome }),
+    })
+      .catch((e: unknown) => this.deps.log.error({ err: e }, 'compensation retry pass failed'))
+      .finally(() => (this.retrying = null));
+    return this.retrying;
   }
 
   /** coalesces wake-ups: many inserts in one tick cause one claim pass */
@@ -75,15 +113,17 @@ export class Worker {
     });
   }
 
-  /** resolves when job `id` reaches a final state, or after `ms` */
+  /** resolves when job `id` reaches a final state, after `ms`, or at once when a shutdown begins */
   waitFor(id: number, ms: number): Promise<JobRow | null> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         clearInterval(poll);
         this.events.off(`finished:${id}`, done);
+        this.shutdown.signal.removeEventListener('abort', done);
         resolve(getJob(this.deps.db, id));
       };
+      this.shutdown.signal.addEventListener('abort', done, { once: true });
       const timer = setTimeout(done, ms);
       // jobs canceled while queued end without passing through the runner: look at the row now and then
       const poll = setInterval(() => {
@@ -92,32 +132,36 @@ export class Worker {
       }, 1000);
       this.events.on(`finished:${id}`, done);
       const now = getJob(this.deps.db, id);
-      if (!now || FINAL_STATES.includes(now.state)) done();
+      if (!now || FINAL_STATES.includes(now.state) || this.stopping) done();
     });
   }
 
+  /**
+   * Shutdown: stop claiming, wake every waiter, interrupt running steps; jobs that hold a service scaled
+   * down give it back first (runner.ts). Resolves when every job runner settled, or after `graceMs`; what
+   * compensation still runs is ended shortly before that.
+   */
   async stop(graceMs = 5000): Promise<void> {
-    this.shutdown.abort(new ShutdownSignal());
+    if (!this.stopping) this.shutdown.abort(new ShutdownSignal());
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.housekeeping) clearInterval(this.housekeeping);
-    const idle = Promise.all([this.queue.onIdle(), ...this.parents]);
-    await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    const exitTimer = setTimeout(() => this.exit.abort(new AppError('SHUTTING_DOWN', 'the process must exit')), Math.max(0, graceMs - EXIT_MARGIN_MS));
+    const idle = Promise.all([this.queue.onIdle(), ...this.parents, this.retrying]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([idle, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    clearTimeout(exitTimer);
   }
 
-  /** helpers of this installation (another database's helpers are not ours to adopt or remove) */
-  private async ownHelpers(jobId?: number) {
-    const prefix = helperPrefix(this.deps.instance);
-    return (await this.deps.docker.listHelpers(jobId)).filter((h) => h.name.startsWith(prefix));
-  }
-
-  /** helpers whose job is not running any more (it ended while we were down, or never existed) are removed */
+  /** helpers whose job is not running any more (it ended while we were down, or never existed) are stopped and removed */
   private async removeOrphanHelpers(): Promise<void> {
     try {
-      for (const h of await this.ownHelpers()) {
+      for (const h of await ownHelpers(this.deps)) {
         const job = h.jobId === null ? null : getJob(this.deps.db, h.jobId);
         if (job?.state === 'running') continue; // its step re-enters and reattaches to it
         this.deps.log.warn({ helper: h.name, jobId: h.jobId }, 'removing orphan helper service');
-        await this.deps.docker.removeService(h.id);
+        await this.deps.docker.stopHelper(h, { timeoutMs: HELPER_STOP_MS });
       }
     } catch (e) {
       this.deps.log.warn({ err: e }, 'could not list helper services at start-up');
@@ -198,7 +242,7 @@ export class Worker {
   private launch(job: JobRow): void {
     const run = async () => {
       try {
-        const state = await runJob(this.deps, job, this.stepsFor(job), { shutdown: this.shutdown.signal });
+        const state = await runJob(this.deps, job, this.stepsFor(job), { shutdown: this.shutdown.signal, exit: this.exit.signal });
         if (state !== 'running') this.finished(getJob(this.deps.db, job.id) ?? job);
       } catch (e) {
         this.deps.log.error({ err: e, jobId: job.id }, 'job runner crashed');
@@ -224,9 +268,9 @@ export class Worker {
 
   /** a finished job leaves no helper service behind, whatever its steps did */
   private async sweepHelpers(jobId: number): Promise<void> {
-    if (this.shutdown.signal.aborted) return;
+    if (this.stopping) return;
     try {
-      for (const h of await this.ownHelpers(jobId)) await this.deps.docker.removeService(h.id);
+      await stopJobHelpers(this.deps, jobId);
     } catch (e) {
       this.deps.log.warn({ jobId, err: e }, 'could not remove helper services of the job');
     }
@@ -254,7 +298,7 @@ export class Worker {
 
   /** a finished job leaves no Docker secret behind (its helpers were removed just before) */
   private async sweepSecrets(jobId: number): Promise<void> {
-    if (this.shutdown.signal.aborted) return;
+    if (this.stopping) return;
     try {
       for (const s of await this.ownSecrets(jobId)) await this.deps.docker.removeSecret(s.id);
     } catch (e) {
@@ -272,7 +316,7 @@ export class Worker {
   private purgeOld(): void {
     const cutoff = Date.now() - this.opts.retentionDays * 86_400_000;
     const n = deleteFinishedBefore(this.deps.db, cutoff);
-    if (n) this.deps.log.info({ deleted: n }, 'deleted finished jobs past retention');
+    if (n.jobs || n.cronRuns) this.deps.log.info({ deleted: n.jobs, cronRuns: n.cronRuns }, 'deleted finished jobs and cron runs past retention');
   }
 }
 

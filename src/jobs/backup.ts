@@ -1,9 +1,8 @@
-import type { SubmitCheck } from '../api/jobs-service.js';
-import type { JobKind, StepDef, Target } from '../engine/types.js';
-import { archive } from './backup/archive.js';
-import { execStep, refusal, resolve, s3Refusal } from './backup/resolve.js';
-import { restore, stop } from './backup/scale.js';
-import { verify } from './backup/verify.js';
+import type { JobKind, StepDef, SubmitCheck, Target } from '../engine/types.js';
+import { ARCHIVE, archive } from './backup/archive.js';
+import { RESOLVE, execStep, refusal, resolve, s3Refusal } from './backup/resolve.js';
+import { RESTORE, STOP, restore, stop } from './backup/scale.js';
+import { VERIFY, verify } from './backup/verify.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
@@ -12,19 +11,21 @@ import { requesterKey } from '../db/meta.js';
  * backup of one service (README "How jobs run"), on the tasks taken at the start:
  *   resolve → exec → stop → archive (+ upload) → restore (always) → verify.
  * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys
- * (resolve), the replica count (stop), each finished archive (archive).
+ * (resolve), the replica count (stop), each finished archive (archive); each detail has its schema.
+ * The archive reads the stopped volume: if a shutdown gives the service back during it, the next
+ * process takes the job up again from `stop`.
  */
 export const backupKind: JobKind & SubmitCheck = {
   type: 'backup',
   locks: (t) => [`backup_service_${t.name}`],
   steps: (): StepDef[] => [
-    { name: 'resolve', run: resolve },
+    { ...RESOLVE, run: resolve },
     { name: 'exec', run: execStep },
-    { name: 'stop', run: stop },
-    { name: 'archive', run: archive },
-    // compensation: runs after a failure, a cancel, a timeout and a crash
-    { name: 'restore', always: true, run: restore },
-    { name: 'verify', run: verify },
+    { ...STOP, run: stop },
+    { ...ARCHIVE, whileDown: { from: STOP.name }, run: archive },
+    // compensation: runs after a failure, a cancel, a timeout, an engine error, a crash and a shutdown
+    { ...RESTORE, always: true, run: restore },
+    { ...VERIFY, run: verify },
   ],
   precheck(deps, { service }) {
     if (!service) {

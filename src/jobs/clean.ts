@@ -1,8 +1,7 @@
 import { AppError } from '../errors.js';
 import type { JobRow } from '../db/jobs.js';
 import { labelMs } from '../engine/limits.js';
-import type { JobKind, StepContext, StepDef, Target } from '../engine/types.js';
-import type { SubmitCheck } from '../api/jobs-service.js';
+import type { JobKind, StepContext, StepDef, SubmitCheck, Target } from '../engine/types.js';
 import type { NodeInfo } from '../swarm/port.js';
 import { execInTasks, runCliHelper, runningTasks, tail } from './exec.js';
 import { pruneImages } from './clean-images.js';
@@ -89,6 +88,8 @@ async function prune(ctx: StepContext, what: PruneKind) {
     return { skipped: true, output: `skipped: swarm-utils.clean.${what}.enable=false` };
   }
   const timeoutMs = labelMs(node.labels, `swarm-utils.clean.${what}.timeout-ms`, ctx.deps.config.lockMaxExecutionMs);
+  // never while a job holds a service with tasks on this node scaled down (its image must stay)
+  await ctx.holds.holdNode(node.id, node.hostname);
   if (what === 'image') return pruneImages(ctx, node, timeoutMs);
   const r = await runCliHelper(ctx, { step: `${what}-prune`, key: node.id.slice(0, 12), nodeId: node.id, command: PRUNE[what], env: {}, timeoutMs });
   if (r.exitCode !== 0) {

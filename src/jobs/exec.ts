@@ -1,8 +1,10 @@
 import { AppError } from '../errors.js';
+import { HELPER_STOP_MS } from '../engine/helpers.js';
+import { ShutdownSignal } from '../engine/limits.js';
 import type { StepContext } from '../engine/types.js';
+import { helperName } from '../swarm/helpers.js';
 import type { ExecResult, HelperResult, TaskInfo } from '../swarm/port.js';
 import { registryAuthFor } from './image.js';
-import { ShutdownSignal } from '../engine/runner.js';
 
 export interface ExecOutcome {
   task: string;
@@ -89,21 +91,18 @@ export async function runCliHelper(
     mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }],
     auth: registryAuthFor(image, { config }),
   });
+  let ended = false;
   try {
-    return await docker.waitHelper(ref, { timeoutMs: h.timeoutMs, signal: ctx.signal });
+    const res = await docker.waitHelper(ref, { timeoutMs: h.timeoutMs, signal: ctx.signal });
+    ended = true;
+    return res;
   } finally {
     if (!(ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal)) {
-      await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove helper'));
+      // one still running (its wait timed out or was canceled) is stopped, not only removed: its command ends
+      const gone = ended ? docker.removeService(ref.id) : docker.stopHelper(ref, { timeoutMs: HELPER_STOP_MS });
+      await gone.catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove helper'));
     }
   }
 }
-
-/** deterministic, so a step re-entered after a crash finds (reattaches to) the helper it created */
-export function helperName(instance: string, jobId: number, step: string, key: string): string {
-  return `${helperPrefix(instance)}${jobId}-${step}-${key.replace(/[^a-zA-Z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
-}
-
-/** every helper of this installation starts with it */
-export const helperPrefix = (instance: string): string => `swarm-utils-${instance}-`;
 
 export const tail = (s: string, n = 500): string => (s.length > n ? '…' + s.slice(-n) : s).trim();

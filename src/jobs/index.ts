@@ -1,5 +1,4 @@
-import type { JobKind } from '../engine/types.js';
-import type { SubmitCheck } from '../api/jobs-service.js';
+import type { JobKind, SubmitCheck } from '../engine/types.js';
 import { backupKind } from './backup.js';
 import { cleanKind } from './clean.js';
 import { updateKind } from './update.js';

@@ -16,6 +16,7 @@ import {
   type NotificationRow,
   dueNotifications,
   getMeta,
+  insertCompensationNotifications,
   insertFinishedNotifications,
   insertNotification,
   markNotificationDelivered,
@@ -182,7 +183,7 @@ export function createNotifier(deps: Pick<Deps, 'db' | 'log' | 'config'>, opts: 
   }
 
   async function pass(): Promise<void> {
-    const added = insertFinishedNotifications(db, states, since);
+    const added = insertFinishedNotifications(db, states, since) + insertCompensationNotifications(db, since);
     if (added) log.debug({ added }, 'notifications recorded');
     for (let due = dueNotifications(db); due.length && !stopping.signal.aborted; due = dueNotifications(db)) {
       for (const n of due) {

@@ -6,6 +6,9 @@ import type { HelperRef, HelperSpec, NodeInfo, SecretRef, ServiceInfo, TaskInfo 
 
 export const HELPER_LABEL = 'swarm-utils.helper';
 
+/** 2 s: what a stopped helper gets between SIGTERM and SIGKILL */
+export const HELPER_STOP_GRACE_NS = 2_000_000_000;
+
 /** Task states after which a task never runs again. */
 export const TERMINAL_TASK_STATES: ReadonlySet<string> = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
 
@@ -167,6 +170,8 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
     Mounts: spec.mounts.map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
   };
+  // a helper that is stopped (its job ended, the process shuts down) gets little time: its work is abandoned
+  containerSpec.StopGracePeriod = HELPER_STOP_GRACE_NS;
   if (spec.command) containerSpec.Command = spec.command;
   if (spec.args) containerSpec.Args = spec.args;
   if (spec.secrets?.length) {

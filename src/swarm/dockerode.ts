@@ -53,37 +53,65 @@ const LOG_RETRIES = 5;
 
 type Dial = DockerModem.DialOptions;
 
-export function createDockerPort(opts: { docker?: Dockerode; logger: Logger }): DockerPort {
-  return new DockerodePort(opts.docker ?? new Dockerode(), opts.logger.child({ component: 'docker' }));
+/** info, version and ping take options (abortSignal) at run time, though their types do not say so */
+const signalled = <T>(fn: unknown) => fn as (opts: { abortSignal: AbortSignal }) => Promise<T>;
+
+/** default limit of one Engine API call (waits and streams have their own deadlines) */
+export const CALL_TIMEOUT_MS = 30_000;
+/** how long a stopped helper's task may take to end (its grace period is 2 s) */
+const HELPER_STOP_MS = 30_000;
+
+/**
+ * `callTimeoutMs` bounds every Engine API call (dockerode has no timeout of its own): a daemon that accepts
+ * the connection and never answers fails the call with TIMEOUT instead of holding a step forever.
+ */
+export function createDockerPort(opts: { docker?: Dockerode; logger: Logger; callTimeoutMs?: number }): DockerPort {
+  return new DockerodePort(opts.docker ?? new Dockerode(), opts.logger.child({ component: 'docker' }), opts.callTimeoutMs ?? CALL_TIMEOUT_MS);
 }
 
 class DockerodePort implements DockerPort {
   constructor(
     private readonly docker: Dockerode,
     private readonly log: Logger,
+    private readonly callTimeoutMs: number,
   ) {}
 
-  /** Every Docker call goes through here: one debug line with the object it is about, errors mapped. */
-  private async call<T>(op: string, id: string | undefined, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Every Docker call goes through here: one debug line with the object it is about, errors mapped, and a
+   * deadline: past it the call fails TIMEOUT and its request is aborted (through the signal `fn` passes on).
+   */
+  private async call<T>(op: string, id: string | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     this.log.debug({ op, id }, 'docker call');
+    const ctrl = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new AppError('TIMEOUT', `Docker did not answer ${op}${id ? ` of ${id}` : ''} within ${this.callTimeoutMs} ms`);
+        ctrl.abort(err);
+        reject(err);
+      }, this.callTimeoutMs);
+    });
     try {
-      return await fn();
+      return await Promise.race([fn(ctrl.signal), deadline]);
     } catch (e) {
       throw toAppError(e);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
+  /** `options.abortSignal`, when given, is the caller's (a stream outlives the call); otherwise the call's deadline aborts the request */
   private dial<T>(op: string, id: string, options: Dial): Promise<T> {
-    return this.call(op, id, () => new Promise<T>((resolve, reject) => {
-      this.docker.modem.dial(options, (err, data) => (err ? reject(err) : resolve(data as T)));
+    return this.call(op, id, (signal) => new Promise<T>((resolve, reject) => {
+      this.docker.modem.dial({ abortSignal: signal, ...options }, (err, data) => (err ? reject(err) : resolve(data as T)));
     }));
   }
 
   async self(): Promise<SelfInfo> {
-    const info = (await this.call('info', undefined, () => this.docker.info())) as {
+    const info = (await this.call('info', undefined, (abortSignal) => signalled<unknown>(this.docker.info.bind(this.docker))({ abortSignal }))) as {
       Swarm?: { NodeID?: string; ControlAvailable?: boolean };
     };
-    const version = await this.call('version', undefined, () => this.docker.version());
+    const version = await this.call('version', undefined, (abortSignal) => signalled<{ ApiVersion: string }>(this.docker.version.bind(this.docker))({ abortSignal }));
     return {
       nodeId: info.Swarm?.NodeID ?? '',
       isManager: info.Swarm?.ControlAvailable === true,
@@ -92,7 +120,7 @@ class DockerodePort implements DockerPort {
   }
 
   async ping(): Promise<void> {
-    await this.call('ping', undefined, () => this.docker.ping());
+    await this.call('ping', undefined, (abortSignal) => signalled<unknown>(this.docker.ping.bind(this.docker))({ abortSignal }));
   }
 
   /**
@@ -103,7 +131,7 @@ class DockerodePort implements DockerPort {
     if (nameOrId === '') return null;
     let raw: RawService;
     try {
-      raw = (await this.call('service.inspect', nameOrId, () => this.docker.getService(nameOrId).inspect())) as RawService;
+      raw = (await this.call('service.inspect', nameOrId, (abortSignal) => this.docker.getService(nameOrId).inspect({ abortSignal }))) as RawService;
     } catch (e) {
       // 404: none; "ambiguous" (400): several ids share the prefix, so no exact id or name matched
       if (statusOf(e) === 404 || (statusOf(e) === 400 && /ambiguous/i.test(dockerMessage(e)))) return null;
@@ -118,7 +146,7 @@ class DockerodePort implements DockerPort {
   }
 
   async listServices(): Promise<ServiceInfo[]> {
-    const raw = (await this.call('service.list', undefined, () => this.docker.listServices())) as RawService[];
+    const raw = (await this.call('service.list', undefined, (abortSignal) => this.docker.listServices({ abortSignal }))) as RawService[];
     return raw.map(toServiceInfo);
   }
 
@@ -126,8 +154,8 @@ class DockerodePort implements DockerPort {
   private async tasksOf(serviceId: string): Promise<RawTask[] | null> {
     let raw: RawTask[];
     try {
-      raw = (await this.call('task.list', serviceId, () =>
-        this.docker.listTasks({ filters: { service: [serviceId] } }),
+      raw = (await this.call('task.list', serviceId, (abortSignal) =>
+        this.docker.listTasks({ filters: { service: [serviceId] }, abortSignal }),
       )) as RawTask[];
     } catch (e) {
       if (statusOf(e) === 404) return null;
@@ -149,18 +177,18 @@ class DockerodePort implements DockerPort {
     const matches = (n: RawNode): boolean =>
       n.ID === idOrHostname || n.Description?.Hostname === idOrHostname || n.Spec?.Name === idOrHostname;
     try {
-      const raw = (await this.call('node.inspect', idOrHostname, () => this.docker.getNode(idOrHostname).inspect())) as RawNode;
+      const raw = (await this.call('node.inspect', idOrHostname, (abortSignal) => this.docker.getNode(idOrHostname).inspect({ abortSignal }))) as RawNode;
       if (matches(raw)) return toNodeInfo(raw);
     } catch (e) {
       if (statusOf(e) !== 404 && statusOf(e) !== 400) throw e;
     }
-    const all = (await this.call('node.list', undefined, () => this.docker.listNodes())) as RawNode[];
+    const all = (await this.call('node.list', undefined, (abortSignal) => this.docker.listNodes({ abortSignal }))) as RawNode[];
     const found = all.find((n) => n.ID === idOrHostname) ?? all.find(matches);
     return found ? toNodeInfo(found) : null;
   }
 
   async listNodes(): Promise<NodeInfo[]> {
-    const raw = (await this.call('node.list', undefined, () => this.docker.listNodes())) as RawNode[];
+    const raw = (await this.call('node.list', undefined, (abortSignal) => this.docker.listNodes({ abortSignal }))) as RawNode[];
     return raw.map(toNodeInfo);
   }
 
@@ -177,16 +205,26 @@ class DockerodePort implements DockerPort {
     for (const w of res?.Warnings ?? []) this.log.warn({ serviceId: id, warning: w }, 'docker warning on service update');
   }
 
+  /** through our own dial: dockerode's `distribution` passes no abort signal, so a hung registry could not be given up on */
   async resolveDigest(image: string, auth?: RegistryAuth): Promise<string> {
     // the registry's name only: its user name is a credential too
-    this.log.debug({ op: 'distribution', id: image, registry: auth?.serveraddress }, 'docker call');
+    this.log.debug({ registry: auth?.serveraddress }, 'registry credentials for the distribution call');
     let data: { Descriptor?: { digest?: string } };
     try {
-      data = (await this.docker.getImage(image).distribution(auth ? { authconfig: auth } : {})) as typeof data;
+      data = await this.dial('distribution', image, {
+        path: `/distribution/${image}/json`,
+        method: 'GET',
+        authconfig: auth,
+        statusCodes: { 200: true, 401: 'no such image or no access', 403: 'denied', 404: 'no such image', 500: 'server error' },
+      });
     } catch (e) {
-      throw toAppError(e, 'REGISTRY_ERROR', auth?.password || undefined);
+      const err = toAppError(e);
+      if (err.code === 'TIMEOUT') throw new AppError('TIMEOUT', `the registry of ${image} did not answer within ${this.callTimeoutMs} ms`);
+      // never let the password reach a message (and so a log line or an API answer)
+      const password = auth?.password;
+      throw new AppError('REGISTRY_ERROR', password ? err.message.split(password).join('[redacted]') : err.message, err.details);
     }
-    const digest = data.Descriptor?.digest;
+    const digest = data?.Descriptor?.digest;
     if (!digest) throw new AppError('REGISTRY_ERROR', `registry gave no digest for ${image}`);
     return digest;
   }
@@ -242,6 +280,7 @@ class DockerodePort implements DockerPort {
       const exec = await this.call('container.exec', containerId, () =>
         container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, Tty: false, abortSignal: signal }),
       );
+      // the attach stream outlives the call: it goes with the exec's own deadline (signal), not the call's
       const stream = (await this.call('exec.start', exec.id, () =>
         exec.start({ hijack: true, stdin: false, abortSignal: signal }),
       )) as NodeJS.ReadableStream & { destroy?: () => void };
@@ -294,8 +333,8 @@ class DockerodePort implements DockerPort {
 
   async listHelpers(jobId?: number): Promise<HelperRef[]> {
     const label = jobId === undefined ? HELPER_LABEL : `${HELPER_LABEL}=${jobId}`;
-    const raw = (await this.call('service.list', label, () =>
-      this.docker.listServices({ filters: { label: [label] } }),
+    const raw = (await this.call('service.list', label, (abortSignal) =>
+      this.docker.listServices({ filters: { label: [label] }, abortSignal }),
     )) as RawService[];
     return raw.map(toHelperRef).filter((h): h is HelperRef => h !== null);
   }
@@ -372,13 +411,52 @@ class DockerodePort implements DockerPort {
     }
   }
 
+  async stopHelper(ref: HelperRef, opts: DeadlineOpts): Promise<void> {
+    const raw = await this.inspectService(ref.id || ref.name);
+    if (!raw?.ID || raw.Spec?.Labels?.[HELPER_LABEL] === undefined) return;
+    const serviceId = raw.ID;
+    const live = (tasks: RawTask[]) => tasks.filter((t) => !TERMINAL_TASK_STATES.has(t.Status?.State ?? ''));
+    const before = await this.tasksOf(serviceId);
+    if (before && live(before).length) {
+      // zero completions: the task's desired state becomes `remove` and its container is stopped
+      const spec = { ...(raw.Spec as Record<string, unknown>), Mode: { ReplicatedJob: { MaxConcurrent: 0, TotalCompletions: 0 } } };
+      try {
+        await this.dial('service.update', serviceId, {
+          path: `/services/${encodeURIComponent(serviceId)}/update?`,
+          method: 'POST',
+          options: { _query: { version: raw.Version?.Index ?? 0 }, _body: spec },
+          statusCodes: { 200: true, 400: 'bad parameter', 404: 'no such service', 500: 'server error', 503: 'node is not part of a swarm' },
+        });
+      } catch (e) {
+        if (statusOf(e) === 404) return;
+        throw e;
+      }
+      await withDeadline(`the stop of helper ${ref.name}`, opts, async (signal) => {
+        for (;;) {
+          const tasks = await this.tasksOf(serviceId);
+          const running = tasks === null ? [] : live(tasks);
+          if (!running.length || (await this.onDownNodes(running))) return;
+          if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `the stop of helper ${ref.name}`);
+        }
+      });
+      this.log.info({ helper: ref.name }, 'helper stopped');
+    }
+    await this.removeService(serviceId);
+  }
+
+  /** true when every task runs on a node that is not ready: nothing can stop them now */
+  private async onDownNodes(tasks: RawTask[]): Promise<boolean> {
+    const nodes = await this.listNodes();
+    return tasks.every((t) => nodes.find((n) => n.id === t.NodeID)?.state !== 'ready');
+  }
+
   async removeService(id: string): Promise<void> {
     // remove resolves names and id prefixes too: only ever remove the exact service meant
     const raw = await this.inspectService(id);
     if (!raw?.ID) return;
     const serviceId = raw.ID;
     try {
-      await this.call('service.remove', serviceId, () => this.docker.getService(serviceId).remove());
+      await this.call('service.remove', serviceId, (abortSignal) => this.docker.getService(serviceId).remove({ abortSignal }));
     } catch (e) {
       if (statusOf(e) !== 404) throw e;
     }

@@ -167,6 +167,13 @@ export interface DockerPort {
   findHelper(name: string): Promise<HelperRef | null>;
   /** wait until the helper's task has ended; throws a TIMEOUT error past timeoutMs */
   waitHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<HelperResult>;
+  /**
+   * Stop a helper whatever its state, then remove it: its task is stopped and waited for (a removed
+   * replicated-job leaves its container running on Docker 20.10), so nothing it did goes on afterwards.
+   * A task on a node that is down cannot be waited for: it stops when the node's daemon comes back.
+   * Throws TIMEOUT past timeoutMs. A missing helper is not an error.
+   */
+  stopHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<void>;
   /** remove a service; a missing one is not an error */
   removeService(id: string): Promise<void>;
 

@@ -71,6 +71,10 @@ export function fakeDocker(over: Partial<DockerPort> = {}): DockerPort & { helpe
       const i = secrets.findIndex((s) => s.id === id);
       if (i >= 0) secrets.splice(i, 1);
     },
+    stopHelper: async (ref: HelperRef) => {
+      const i = helpers.findIndex((h) => h.id === ref.id);
+      if (i >= 0) helpers.splice(i, 1);
+    },
     ...over,
   };
 }
@@ -80,3 +84,12 @@ export function makeDeps(db: Db, docker: DockerPort, config = testConfig(), logg
 }
 
 export { openDb };
+
+/** a StepContext's holds that record nothing: for unit tests of steps that neither stop services nor prune */
+export const noHolds: import('../../src/engine/types.js').Holds = {
+  holdService: async () => undefined,
+  setVersion: () => undefined,
+  releaseService: () => undefined,
+  isHeld: () => false,
+  holdNode: async () => undefined,
+};

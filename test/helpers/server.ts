@@ -96,7 +96,8 @@ export async function startServer(env: Record<string, string> = {}, opts: { dbPa
     },
     stop: async () => {
       if (proc.exitCode === null) proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      // a job holding a service down gives it back first: up to SWARM_UTILS_SHUTDOWN_TIMEOUT (30 s by default)
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 35_000))]);
       if (proc.exitCode === null) proc.kill('SIGKILL');
       await exited;
       await removeHelpersOf(dbPath);

@@ -307,6 +307,7 @@ describe('stop / restore / archive steps (fake Docker)', () => {
 
   function ctxOf(docker: ReturnType<typeof fakeDocker>, details: Record<string, Record<string, unknown>>, step: string, log = captureLog()) {
     const saves: Record<string, unknown>[] = [];
+    const holds: string[] = [];
     const ctx: StepContext = {
       job: { id: 7, target: 'web' } as JobRow,
       deps: makeDeps({} as Db, docker, testConfig(env), log.logger),
@@ -318,10 +319,18 @@ describe('stop / restore / archive steps (fake Docker)', () => {
         saves.push(structuredClone(d));
         details[step] = d;
       },
-      detailOf: (name) => details[name] ?? {},
+      detailOf: ((step: string | { name: string }) =>
+        typeof step === 'string' ? (details[step] ?? {}) : (details[step.name] ?? null)) as StepContext['detailOf'],
       setResult: () => undefined,
+      holds: {
+        holdService: async (h) => void holds.push(`hold ${h.service} on ${h.nodes.join(',')} undo ${h.undo}`),
+        setVersion: (id, v) => void holds.push(`version ${id} ${v}`),
+        releaseService: (id) => void holds.push(`release ${id}`),
+        isHeld: () => false,
+        holdNode: async () => undefined,
+      },
     };
-    return { ctx, saves };
+    return { ctx, saves, holds };
   }
 
   it('stop commits the replica count before it scales to 0, with the registry credentials', async () => {

@@ -4,7 +4,7 @@ import type { JobRow } from '../../src/db/jobs.js';
 import type { StepContext } from '../../src/engine/types.js';
 import { keepSet, parseListing, planRemoval, pruneImages, refForms, untilMs, UNTIL_LABEL } from '../../src/jobs/clean-images.js';
 import type { HelperSpec, NodeInfo, ServiceInfo } from '../../src/swarm/port.js';
-import { captureLog, fakeDocker, makeDeps, testConfig } from '../helpers/engine-fixture.js';
+import { captureLog, fakeDocker, makeDeps, noHolds, testConfig } from '../helpers/engine-fixture.js';
 
 const D1 = `sha256:${'1'.repeat(64)}`;
 const D2 = `sha256:${'2'.repeat(64)}`;
@@ -124,6 +124,7 @@ describe('the image-prune step (fake Docker)', () => {
       save: () => undefined,
       detailOf: () => ({}),
       setResult: () => undefined,
+      holds: noHolds,
     } satisfies StepContext;
     const node: NodeInfo = { id: 'nodeid1234567890', hostname: 'w1', role: 'worker', availability: 'active', state: 'ready', labels: {}, addr: null };
     const out = await pruneImages(ctx, node, 60_000);

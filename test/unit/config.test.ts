@@ -75,6 +75,7 @@ describe('loadConfig: defaults', () => {
       concurrency: 4,
       jobRetentionDays: 30,
       logLevel: 'info',
+      shutdownTimeoutMs: 30_000,
       backupEnv: {},
       notify: { url: null, on: 'failure', format: 'json' },
     } satisfies Config);

@@ -7,6 +7,8 @@ import type { JobView } from '../present.js';
 import { JobIdParams, ListQuery, SubmitBody, SubmitQuery, TokenQuery } from '../schemas.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
+/** seconds a client is told to wait before it asks again after a 503 at shutdown */
+export const RETRY_AFTER_S = 30;
 
 /** waitRes answers: so `curl -f` fails exactly when the job did */
 export function waitStatus(job: JobView): number {
@@ -23,6 +25,11 @@ export const jobRoutes: FastifyPluginAsync<{ jobs: JobsService; waitLimitMs: num
     reply.header('Location', `/jobs/${job.id}`);
     if (!waitRes) return reply.code(202).send(job);
     const done = await jobs.wait(job.id, waitLimitMs);
+    // the process stops: the job goes on in the next one; answer at once with the job as it stands
+    // (Connection: close, so the closing server does not wait for this connection's keep-alive)
+    if (!FINAL.has(done.state) && jobs.stopping()) {
+      return reply.code(503).header('Retry-After', String(RETRY_AFTER_S)).header('Connection', 'close').send(done);
+    }
     return reply.code(waitStatus(done)).send(done);
   }
 

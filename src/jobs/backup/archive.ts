@@ -3,30 +3,36 @@
  * the volume mounted read-only at /backup/<volume>; it archives and uploads under the key committed
  * by `resolve`. Each finished pair is committed as it ends, so a re-entered step does not redo it, and
  * a pair whose helper still exists after a crash is reattached (the helper's name is deterministic).
+ *
+ * Shutdown: the helper keeps running for the next process, unless the job gives the stopped service back
+ * before it exits: the step is `whileDown` (backup.ts), so the runner stops its helper first and the next
+ * process takes the job up again from `stop` (no archive is ever made of the volume of a running service).
  */
+import { z } from 'zod';
 import { AppError } from '../../errors.js';
-import { labelMs } from '../../engine/limits.js';
-import { ShutdownSignal } from '../../engine/runner.js';
-import type { StepContext, StepOutcome } from '../../engine/types.js';
-import { helperName, tail } from '../exec.js';
+import { ShutdownSignal, labelMs } from '../../engine/limits.js';
+import { HELPER_STOP_MS } from '../../engine/helpers.js';
+import { type StepContext, type StepOutcome, stepRef } from '../../engine/types.js';
+import { helperName } from '../../swarm/helpers.js';
+import type { HelperRef } from '../../swarm/port.js';
+import { tail } from '../exec.js';
 import { registryAuthFor } from '../image.js';
 import type { SecretMount } from '../../swarm/port.js';
 import { LIMIT, type Pair, helperEnv, scrub } from './plan.js';
 import { resolvedOf, serviceById } from './resolve.js';
 import { jobSecretMounts, removeJobSecrets } from './secrets.js';
 
-interface Finished {
-  node: string;
-  volume: string;
-  key: string;
-  finishedAt: string;
-}
+const Finished = z.object({ node: z.string(), volume: z.string(), key: z.string(), finishedAt: z.string() });
+/** each finished (node, volume) pair by its index, committed as it ends */
+export const ArchiveDetail = z.object({ done: z.record(z.string(), Finished) });
+type ArchiveDetail = z.infer<typeof ArchiveDetail>;
+export const ARCHIVE = stepRef('archive', ArchiveDetail);
 
-export async function archive(ctx: StepContext): Promise<StepOutcome> {
+export async function archive(ctx: StepContext<ArchiveDetail>): Promise<StepOutcome<ArchiveDetail>> {
   const r = resolvedOf(ctx);
   const svc = await serviceById(ctx, r.serviceId);
   const timeoutMs = labelMs(svc.labels, LIMIT.upload, ctx.deps.config.lockMaxExecutionMs);
-  const done: Record<string, Finished> = { ...((ctx.detail.done as Record<string, Finished> | undefined) ?? {}) };
+  const done: ArchiveDetail['done'] = { ...(ctx.detail.done ?? {}) };
   const todo = r.pairs.filter((p) => !done[p.index]);
   // nodes in parallel, the volumes of one node one after the other
   const byNode = new Map<string, Pair[]>();
@@ -73,8 +79,10 @@ async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number, secrets
     networks: config.helperNetworks,
   });
   ctx.log.info({ helper: ref.name, node: p.node, volume: p.volume, key: p.key }, 'archive helper running');
+  let ended = false;
   try {
     const res = await docker.waitHelper(ref, { timeoutMs, signal: ctx.signal });
+    ended = true;
     const output = scrub(res.output, config.s3, config.backupEnv);
     const what = `the archive of volume ${p.volume} on ${p.node} (${p.key})`;
     if (res.exitCode === null) {
@@ -86,8 +94,15 @@ async function archivePair(ctx: StepContext, p: Pair, timeoutMs: number, secrets
   } finally {
     // on a shutdown the helper keeps running: the next process reattaches to it instead of uploading again
     const shuttingDown = ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal;
-    if (!shuttingDown) await docker.removeService(ref.id).catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove archive helper'));
+    if (!shuttingDown) await discard(ctx, ref, ended);
   }
+}
+
+/** an ended helper is removed; one still running (its wait timed out or was canceled) is stopped first */
+async function discard(ctx: StepContext<ArchiveDetail>, ref: HelperRef, ended: boolean): Promise<void> {
+  const { docker } = ctx.deps;
+  const gone = ended ? docker.removeService(ref.id) : docker.stopHelper(ref, { timeoutMs: HELPER_STOP_MS });
+  await gone.catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove archive helper'));
 }
 
 const lastLine = (text: string): string => tail(text.trim().split('\n').at(-1) ?? '', 300);

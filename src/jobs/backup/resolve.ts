@@ -2,32 +2,40 @@
  * Steps 1 and 2 of a backup: resolve (the tasks, nodes, volumes and object keys, committed once)
  * and exec (the label's command in every container of those tasks).
  */
+import { z } from 'zod';
 import type { Config } from '../../config.js';
 import { AppError } from '../../errors.js';
 import { labelMs } from '../../engine/limits.js';
-import type { StepContext, StepOutcome } from '../../engine/types.js';
+import { type StepContext, type StepOutcome, stepRef } from '../../engine/types.js';
 import type { ServiceInfo, TaskInfo } from '../../swarm/port.js';
 import { execInTasks } from '../exec.js';
 import { L, flag } from '../labels.js';
-import { LIMIT, type Pair, STACK_LABEL, backupStamp, namedVolumes, planPairs, selectVolumes } from './plan.js';
+import { LIMIT, STACK_LABEL, backupStamp, namedVolumes, planPairs, selectVolumes } from './plan.js';
 
-export interface ResolvedTask {
-  id: string;
-  nodeId: string;
-  node: string;
-  containerId: string;
-}
+const ResolvedTask = z.object({ id: z.string(), nodeId: z.string(), node: z.string(), containerId: z.string() });
+export type ResolvedTask = z.infer<typeof ResolvedTask>;
+
+const PairSchema = z.object({
+  index: z.number().int().nonnegative(),
+  nodeId: z.string(),
+  node: z.string(),
+  volume: z.string(),
+  filename: z.string(),
+  key: z.string(),
+});
 
 /** the committed detail of `resolve`: every later step (and a resumed job) works from it */
-export interface Resolved {
-  serviceId: string;
-  service: string;
-  stop: boolean;
-  tasks: ResolvedTask[];
-  volumes: string[];
-  stamp: string;
-  pairs: Pair[];
-}
+export const ResolvedSchema = z.object({
+  serviceId: z.string(),
+  service: z.string(),
+  stop: z.boolean(),
+  tasks: z.array(ResolvedTask),
+  volumes: z.array(z.string()),
+  stamp: z.string(),
+  pairs: z.array(PairSchema),
+});
+export type Resolved = z.infer<typeof ResolvedSchema>;
+export const RESOLVE = stepRef('resolve', ResolvedSchema);
 
 export const S3_VARS = ['SWARM_UTILS_S3_DOMAIN', 'SWARM_UTILS_S3_BUCKET_NAME', 'SWARM_UTILS_S3_ACCESS_KEY', 'SWARM_UTILS_S3_SECRET_ACCESS_KEY'];
 
@@ -56,11 +64,17 @@ export async function serviceById(ctx: Pick<StepContext, 'deps'>, id: string): P
   return svc;
 }
 
-export const resolvedOf = (ctx: Pick<StepContext, 'detailOf'>): Resolved => ctx.detailOf('resolve') as unknown as Resolved;
+/** what `resolve` committed; every later step needs it */
+export function resolvedOf(ctx: Pick<StepContext, 'detailOf'>): Resolved {
+  const r = ctx.detailOf(RESOLVE);
+  if (!r) throw new AppError('INTERNAL', 'the resolve step committed nothing: the job cannot go on');
+  return r;
+}
 
-export async function resolve(ctx: StepContext): Promise<StepOutcome> {
+export async function resolve(ctx: StepContext<Resolved>): Promise<StepOutcome<Resolved>> {
   // committed before a crash: keep the same tasks, stamp and keys, so no archive gets a second name
-  if (Array.isArray(ctx.detail.pairs)) return { output: summary(ctx.detail as unknown as Resolved) };
+  const before = ResolvedSchema.safeParse(ctx.detail);
+  if (before.success) return { output: summary(before.data) };
   const svc = await ctx.deps.docker.getService(ctx.job.target!);
   if (!svc) throw new AppError('NOT_FOUND', `service ${ctx.job.target} does not exist`);
   const refused = refusal(svc, ctx.deps.config);
@@ -77,7 +91,7 @@ export async function resolve(ctx: StepContext): Promise<StepOutcome> {
     stamp,
     pairs: planPairs(nodes, volumes, stamp, ctx.deps.config.s3.path),
   };
-  ctx.save(detail as unknown as Record<string, unknown>);
+  ctx.save(detail);
   return { output: summary(detail) };
 }
 

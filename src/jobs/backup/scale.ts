@@ -1,31 +1,40 @@
 /**
  * Steps 3 and 5 of a backup: stop (record the replica count, scale to 0, wait) and restore (scale back
  * to the recorded count, wait). Restore is the compensation users trust with their uptime: it runs
- * after a failure, a cancel, a timeout and a crash, re-reads the service before every attempt and
- * retries what a busy or re-electing manager may answer.
+ * after a failure, a cancel, a timeout, an engine error, a crash and a shutdown, re-reads the service
+ * before every attempt and retries what a busy or re-electing manager may answer. While the service is
+ * down the job holds it (engine/holds.ts): no prune runs on its nodes, and a restore that could not
+ * finish is retried until it does, unless an operator changed the spec meanwhile.
  */
+import { z } from 'zod';
 import { AppError, isAppError } from '../../errors.js';
 import { labelMs, sleep, withLimit } from '../../engine/limits.js';
-import type { StepContext, StepOutcome } from '../../engine/types.js';
+import { type StepContext, type StepOutcome, stepRef } from '../../engine/types.js';
 import type { TaskInfo } from '../../swarm/port.js';
 import { registryAuthFor } from '../image.js';
 import { LIMIT } from './plan.js';
-import { resolvedOf, serviceById } from './resolve.js';
+import { type Resolved, resolvedOf, serviceById } from './resolve.js';
 
-/** what `stop` commits before it scales */
-export interface StopRecord {
-  replicas?: number;
+/** what `stop` commits before it scales (older versions wrote only `replicas`) */
+export const StopRecord = z.object({
+  replicas: z.number().int().nonnegative(),
   /** start-timeout-ms as labelled when the service was stopped: restore needs no read before it acts */
-  startTimeoutMs?: number;
-  recordedAt?: string;
-}
+  startTimeoutMs: z.number().int().positive().optional(),
+  recordedAt: z.string().optional(),
+});
+export type StopRecord = z.infer<typeof StopRecord>;
+export const STOP = stepRef('stop', StopRecord);
+
+export const RestoreDetail = z.object({ replicas: z.number().int().nonnegative(), scaled: z.boolean() });
+/** the compensation step (the next version names it `start`, with `restore` as its alias) */
+export const RESTORE = stepRef('restore', RestoreDetail);
 
 const ATTEMPTS = 8;
 const POLL_MS = 1000;
 /** states in which a task has, or is about to have, a container */
 const LIVE = new Set(['assigned', 'accepted', 'preparing', 'ready', 'starting', 'running']);
 
-export async function stop(ctx: StepContext): Promise<StepOutcome> {
+export async function stop(ctx: StepContext<StopRecord>): Promise<StepOutcome<StopRecord>> {
   const r = resolvedOf(ctx);
   if (!r.stop) return { skipped: true, output: 'swarm-utils.backup.stop is not true' };
   const svc = await serviceById(ctx, r.serviceId);
@@ -35,29 +44,41 @@ export async function stop(ctx: StepContext): Promise<StepOutcome> {
   // committed before scaling; a re-entered step keeps the first record (the service may already be at 0)
   const limit = labelMs(svc.labels, LIMIT.stop, ctx.deps.config.lockMaxExecutionMs);
   const startTimeoutMs = labelMs(svc.labels, LIMIT.start, ctx.deps.config.lockMaxExecutionMs);
-  const before = ctx.detail as StopRecord;
-  const record: StopRecord = before.replicas !== undefined ? before : { replicas: svc.replicas, startTimeoutMs, recordedAt: new Date().toISOString() };
-  if (before.replicas === undefined) ctx.save({ ...record });
+  const before = ctx.detail;
+  const record: StopRecord = before.replicas !== undefined ? { ...before, replicas: before.replicas } : { replicas: svc.replicas, startTimeoutMs, recordedAt: new Date().toISOString() };
+  if (before.replicas === undefined) ctx.save(record);
+  // no prune runs on the nodes of its tasks while it is down (committed before scaling, too)
+  await ctx.holds.holdService({
+    serviceId: r.serviceId,
+    service: r.service,
+    nodes: await taskNodes(ctx, r),
+    undo: RESTORE.name,
+    replicas: record.replicas,
+  });
   await withLimit(`the stop of ${svc.name}`, limit, ctx.signal, async (signal) => {
-    await scaleTo(ctx, r.serviceId, 0, signal, ATTEMPTS);
+    const { version } = await scaleTo(ctx, r.serviceId, 0, signal, ATTEMPTS);
+    ctx.holds.setVersion(r.serviceId, version);
     await waitTasks(ctx, r.serviceId, signal, (tasks) => !tasks.some(isLive));
   });
-  return { detail: { ...record }, output: `scaled ${svc.name} from ${record.replicas} to 0; no task runs` };
+  return { detail: record, output: `scaled ${svc.name} from ${record.replicas} to 0; no task runs` };
 }
 
-export async function restore(ctx: StepContext): Promise<StepOutcome> {
-  const rec = ctx.detailOf('stop') as StopRecord;
-  if (rec.replicas === undefined) return { skipped: true, output: 'nothing was stopped' };
+export async function restore(ctx: StepContext<z.infer<typeof RestoreDetail>>): Promise<StepOutcome<z.infer<typeof RestoreDetail>>> {
+  const rec = ctx.detailOf(STOP);
+  if (!rec) return { skipped: true, output: 'nothing was stopped' };
   const r = resolvedOf(ctx);
   const want = rec.replicas;
   const limit = rec.startTimeoutMs ?? ctx.deps.config.lockMaxExecutionMs;
   const what = `the restart of ${r.service} at ${want} replica(s)`;
   // one limit for scaling and waiting: attempts go on until the count is set or the limit passes
   const changed = await withLimit(what, limit, ctx.signal, async (signal) => {
-    const scaled = await scaleTo(ctx, r.serviceId, want, signal, Infinity);
+    const { changed, version } = await scaleTo(ctx, r.serviceId, want, signal, Infinity);
+    // our own change: a retry after this one must not take it for an operator's
+    ctx.holds.setVersion(r.serviceId, version);
     await waitTasks(ctx, r.serviceId, signal, (tasks) => runningCount(tasks) >= want);
-    return scaled;
+    return changed;
   });
+  ctx.holds.releaseService(r.serviceId);
   return {
     detail: { replicas: want, scaled: changed },
     output: `${r.service} runs ${want} replica(s) again${changed ? '' : ' (the count had already been restored)'}`,
@@ -67,22 +88,36 @@ export async function restore(ctx: StepContext): Promise<StepOutcome> {
 const isLive = (t: TaskInfo): boolean => t.desiredState === 'running' || LIVE.has(t.state);
 const runningCount = (tasks: TaskInfo[]): number => tasks.filter((t) => t.state === 'running' && t.desiredState === 'running').length;
 
+/** node ids of the service's live tasks now, and of the nodes its archives are made on */
+async function taskNodes(ctx: StepContext<StopRecord>, r: Resolved): Promise<string[]> {
+  const live = (await ctx.deps.docker.listTasks(r.serviceId)).filter(isLive).flatMap((t) => (t.nodeId ? [t.nodeId] : []));
+  return [...new Set([...live, ...r.tasks.map((t) => t.nodeId), ...r.pairs.map((p) => p.nodeId)])];
+}
+
 /**
- * Sets the desired replica count; false when it already was. Every attempt re-reads the service, so a
- * version conflict (a concurrent spec change) or a transient manager error is retried on fresh data.
+ * Sets the desired replica count (`changed` false when it already was) and answers the spec version it
+ * leaves. Every attempt re-reads the service, so a version conflict (a concurrent spec change) or a
+ * transient manager error is retried on fresh data.
  */
-export async function scaleTo(ctx: StepContext, serviceId: string, replicas: number, signal: AbortSignal, attempts: number): Promise<boolean> {
+export async function scaleTo(
+  ctx: Pick<StepContext, 'deps' | 'log'>,
+  serviceId: string,
+  replicas: number,
+  signal: AbortSignal,
+  attempts: number,
+): Promise<{ changed: boolean; version: number }> {
   const { docker, config } = ctx.deps;
   for (let attempt = 1; ; attempt++) {
     try {
       const svc = await serviceById(ctx, serviceId);
-      if (svc.replicas === replicas) return false;
+      if (svc.replicas === replicas) return { changed: false, version: svc.version };
       const spec = structuredClone(svc.spec);
       spec.Mode = { Replicated: { Replicas: replicas } };
       // the image's credentials go along, so a task placed on another node can still pull a private image
       await docker.updateService(svc.id, svc.version, spec, registryAuthFor(svc.image, { labels: svc.labels, config }));
       ctx.log.info({ service: svc.name, from: svc.replicas, to: replicas }, 'service scaled');
-      return true;
+      const after = await serviceById(ctx, serviceId);
+      return { changed: true, version: after.version };
     } catch (e) {
       if (attempt >= attempts || signal.aborted || !retryable(e)) throw e;
       ctx.log.warn({ serviceId, replicas, attempt, err: isAppError(e) ? e.message : String(e) }, 'scaling failed, retrying on a fresh read');
@@ -91,10 +126,10 @@ export async function scaleTo(ctx: StepContext, serviceId: string, replicas: num
   }
 }
 
-/** Docker errors other than a missing service: "update out of sequence", a leader election, a busy manager */
+/** Docker errors other than a missing service: "update out of sequence", a leader election, a busy manager, a call that timed out */
 function retryable(e: unknown): boolean {
   if (!isAppError(e)) return true;
-  return e.code === 'DOCKER_ERROR' || e.code === 'INTERNAL';
+  return e.code === 'DOCKER_ERROR' || e.code === 'INTERNAL' || e.code === 'TIMEOUT';
 }
 
 /** polls the service's tasks until `done`; a failed listing is retried (the caller's limit ends the wait) */

@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import type { StepContext } from '../../engine/types.js';
 import { ShutdownSignal } from '../../engine/runner.js';
 import type { SecretMount } from '../../swarm/port.js';
-import { helperPrefix } from '../exec.js';
+import { helperPrefix } from '../../swarm/helpers.js';
 import { helperSecrets } from './plan.js';
 
 /** Docker secret names: at most 64 characters of [a-zA-Z0-9_.-] */

@@ -1,17 +1,16 @@
 /** Step 6 of a backup: every archive is in the bucket with a non-zero size; the job result lists them. */
+import { z } from 'zod';
 import { AppError } from '../../errors.js';
-import type { StepContext, StepOutcome } from '../../engine/types.js';
+import { type StepContext, type StepOutcome, stepRef } from '../../engine/types.js';
 import { createObjectStore } from '../../s3.js';
 import { resolvedOf } from './resolve.js';
 
-export interface Archive {
-  node: string;
-  volume: string;
-  key: string;
-  size: number;
-}
+const ArchiveSchema = z.object({ node: z.string(), volume: z.string(), key: z.string(), size: z.number() });
+export type Archive = z.infer<typeof ArchiveSchema>;
+export const VerifyDetail = z.object({ archives: z.array(ArchiveSchema) });
+export const VERIFY = stepRef('verify', VerifyDetail);
 
-export async function verify(ctx: StepContext): Promise<StepOutcome> {
+export async function verify(ctx: StepContext<z.infer<typeof VerifyDetail>>): Promise<StepOutcome<z.infer<typeof VerifyDetail>>> {
   const r = resolvedOf(ctx);
   const { s3 } = ctx.deps.config;
   const store = createObjectStore(s3);
