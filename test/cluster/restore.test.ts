@@ -181,10 +181,15 @@ describe('restore on the real swarm', () => {
         const jobId = start.json.id;
         const dir = path.join(await volumePath(W1, VOL.rs), `.swarm-utils-restore-${jobId}`);
         await untilState(dir, phase as readonly string[], 120_000);
+        const atKill = (await s.api('GET', `/jobs/${jobId}`)).json;
         await s.kill9();
         s = await startServer(env, { dbPath: s.dbPath, port: s.port });
         const job = await waitJob(s, jobId);
         expect(job.state, JSON.stringify(job)).toBe('succeeded');
+        // the step that was running when the process died was re-entered by the new one (its helper reattached)
+        const running = atKill.steps.find((x: any) => x.state === 'running')?.name;
+        expect(running).toBe(phase[0] === 'out' ? 'swap' : 'download');
+        expect(reentered(s.output())).toContain(running);
         await waitRunning(RS, 1);
         const after = await fingerprint(RS);
         expect([big.tree, old]).toContain(after);
@@ -284,6 +289,13 @@ describe('migrate on the real swarm', () => {
     expect((await waitRunning(MG, 1))[0].NodeID).toBe(w2.ID);
   }, 300_000);
 });
+
+/** names of the steps the server's log says it re-entered after a restart */
+const reentered = (output: string): string[] =>
+  output
+    .split('\n')
+    .filter((l) => l.includes('step re-entered after restart'))
+    .map((l) => JSON.parse(l).step as string);
 
 /** polls the state file of a restore's work directory until it names one of `states` */
 async function untilState(dir: string, states: readonly string[], ms: number): Promise<void> {
