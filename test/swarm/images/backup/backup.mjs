@@ -282,6 +282,11 @@ async function main() {
   const dir = mkdtempSync(path.join(tmpdir(), 'backup-'));
   const file = path.join(dir, cfg.filename);
   try {
+    // which passphrase reached it (its length, never the value)
+    for (const name of ['GPG_PASSPHRASE', 'AGE_PASSPHRASE']) {
+      const value = lookup(name);
+      if (value !== undefined) log(`${name} is set (${value.length} characters)`);
+    }
     log(`archiving ${cfg.sources} to ${cfg.filename}`);
     const size = archive(cfg.sources, file);
     log(`created ${cfg.filename} (${size} bytes)`);
