@@ -281,6 +281,7 @@ const fieldsSchema = z
   .object({
     SWARM_UTILS_IS_CRON_BACKUP: boolVar(false),
     SWARM_UTILS_IS_CRON_CLEAN: boolVar(false),
+    SWARM_UTILS_IS_CRON_DRILL: boolVar(false),
     SWARM_UTILS_CRON_EXPR: envVar('0 3 * * *', parseCron),
     SWARM_UTILS_CRON_TZ: envVar('UTC', parseTimeZone),
     SWARM_UTILS_ADMIN_TOKEN_LIST: envVar<string[]>([], splitList),
@@ -342,6 +343,9 @@ function checkRules(fields: Fields, ctx: z.RefinementCtx<Fields>): void {
   if (cronBackup && !S3_REQUIRED.some(isSet)) {
     report('SWARM_UTILS_IS_CRON_BACKUP', `true needs the S3 settings: set ${S3_REQUIRED.join(', ')}`);
   }
+  if (!invalid.has('SWARM_UTILS_IS_CRON_DRILL') && fields.SWARM_UTILS_IS_CRON_DRILL && !cronBackup && !invalid.has('SWARM_UTILS_IS_CRON_BACKUP')) {
+    report('SWARM_UTILS_IS_CRON_DRILL', 'true drills the archives the cron run made: it needs SWARM_UTILS_IS_CRON_BACKUP=true');
+  }
   const notifyUrl = fields.SWARM_UTILS_NOTIFY_URL;
   const notifyProblem = notifyUrl === null ? null : notifyUrlProblem(notifyUrl);
   if (notifyProblem) report('SWARM_UTILS_NOTIFY_URL', notifyProblem);
@@ -394,6 +398,7 @@ function toConfig(fields: Fields, inImage: boolean) {
   return {
     isCronBackup: fields.SWARM_UTILS_IS_CRON_BACKUP,
     isCronClean: fields.SWARM_UTILS_IS_CRON_CLEAN,
+    isCronDrill: fields.SWARM_UTILS_IS_CRON_DRILL,
     cronExpr: fields.SWARM_UTILS_CRON_EXPR,
     cronTz: fields.SWARM_UTILS_CRON_TZ,
     adminTokens: fields.SWARM_UTILS_ADMIN_TOKEN_LIST,

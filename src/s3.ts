@@ -5,18 +5,29 @@
  * Error messages name the endpoint, bucket and key, never a credential.
  */
 import { rootCertificates } from 'node:tls';
-import { HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Config } from './config.js';
 import { AppError } from './errors.js';
 
 export interface ObjectInfo {
   key: string;
   size: number;
+  /** ISO time, when the listing says (not from head) */
+  lastModified?: string | null;
 }
 
 export interface ObjectStore {
   /** the object's size, or null when the bucket has no such key */
   head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
+  /** every object whose key starts with `prefix` (ListObjectsV2, all pages) */
+  list(prefix: string, signal?: AbortSignal): Promise<ObjectInfo[]>;
+  /**
+   * A URL that lets its holder GET one object for `expiresS` seconds, with no credential of its own (so a
+   * node helper can fetch an archive while no S3 secret reaches the node). The URL is itself a credential:
+   * it travels as a Docker secret and never appears in a spec, a log or a response.
+   */
+  presignGet(key: string, expiresS: number): Promise<string>;
   close(): void;
 }
 
@@ -60,6 +71,29 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
         const why = limit.aborted ? `no answer within ${S3_CALL_TIMEOUT_MS} ms` : describe(e);
         throw new AppError('S3_ERROR', scrub(`could not read s3://${bucket}/${key} at ${endpoint}: ${why}`));
       }
+    },
+    async list(prefix, signal) {
+      const out: ObjectInfo[] = [];
+      let token: string | undefined;
+      do {
+        const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
+        try {
+          const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }), {
+            abortSignal: signal ? AbortSignal.any([signal, limit]) : limit,
+          });
+          for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? null });
+          token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } catch (e) {
+          const why = limit.aborted ? `no answer within ${S3_CALL_TIMEOUT_MS} ms` : describe(e);
+          throw new AppError('S3_ERROR', scrub(`could not list s3://${bucket}/${prefix} at ${endpoint}: ${why}`));
+        }
+      } while (token);
+      return out;
+    },
+    async presignGet(key, expiresS) {
+      // SigV4 allows at most 7 days
+      const expiresIn = Math.max(60, Math.min(Math.ceil(expiresS), 7 * 24 * 3600));
+      return getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn });
     },
     close: () => client.destroy(),
   };

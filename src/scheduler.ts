@@ -7,7 +7,8 @@ import type { Deps } from './engine/types.js';
 /**
  * One cron run per firing, deduplicated by its scheduled time (the slot): first `clean all` when
  * SWARM_UTILS_IS_CRON_CLEAN, then `backup all` when SWARM_UTILS_IS_CRON_BACKUP, the backup depending on
- * the clean so it starts only once the clean ended. The scheduler only inserts rows.
+ * the clean so it starts only once the clean ended; with SWARM_UTILS_IS_CRON_DRILL a `drill all` of the
+ * archives that backup made follows it. The scheduler only inserts rows.
  */
 export function startScheduler(deps: Pick<Deps, 'db' | 'config' | 'log'>, worker: { wake(): void }): { stop(): void } {
   const { config, log } = deps;
@@ -28,7 +29,7 @@ export function startScheduler(deps: Pick<Deps, 'db' | 'config' | 'log'>, worker
   return { stop: () => cron.stop() };
 }
 
-export function fire(deps: Pick<Deps, 'db' | 'config' | 'log'>, slot: string): { clean: number | null; backup: number | null } | null {
+export function fire(deps: Pick<Deps, 'db' | 'config' | 'log'>, slot: string): { clean: number | null; backup: number | null; drill?: number | null } | null {
   const { db, config, log } = deps;
   return immediate(db, () => {
     if (!claimSlot(db, slot)) {
@@ -45,8 +46,10 @@ export function fire(deps: Pick<Deps, 'db' | 'config' | 'log'>, slot: string): {
     const clean = config.isCronClean ? insertJob(db, { ...common, type: 'clean' }) : null;
     // backup all follows clean all in the same run
     const backup = config.isCronBackup ? insertJob(db, { ...common, type: 'backup', dependsOn: clean?.id ?? null }) : null;
+    // and ends with a drill of every archive that backup made (README "Restore drills")
+    const drill = config.isCronDrill && backup ? insertJob(db, { ...common, type: 'drill', params: { fromJob: backup.id }, dependsOn: backup.id }) : null;
     setSlotJobs(db, slot, clean?.id ?? null, backup?.id ?? null);
-    log.info({ slot, cleanJobId: clean?.id, backupJobId: backup?.id }, 'cron run queued');
-    return { clean: clean?.id ?? null, backup: backup?.id ?? null };
+    log.info({ slot, cleanJobId: clean?.id, backupJobId: backup?.id, drillJobId: drill?.id }, 'cron run queued');
+    return { clean: clean?.id ?? null, backup: backup?.id ?? null, drill: drill?.id ?? null };
   });
 }

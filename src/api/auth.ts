@@ -55,8 +55,11 @@ export interface Authorizer {
 export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: Pick<Config, 'adminTokens' | 'metricsTokens'> }): Authorizer {
   const key = requesterKey(deps.db);
   const scopes = new WeakMap<Caller, Promise<Scope>>();
-  const canService = (caller: Caller, action: JobType, svc: ServiceInfo) =>
-    caller.admin || grants(svc.labels[`swarm-utils.${action}.token`], caller.hash, key);
+  const canService = (caller: Caller, action: JobType, svc: ServiceInfo) => {
+    if (caller.admin) return true;
+    const label = tokenLabelOf(action);
+    return label !== null && grants(svc.labels[label], caller.hash, key);
+  };
   const canNode = (caller: Caller, node: NodeInfo) => caller.admin || grants(node.labels[L.nodeTokenList], caller.hash, key);
 
   async function computeScope(caller: Caller): Promise<Scope> {
@@ -101,6 +104,15 @@ export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: P
     canNode,
   };
   return authorizer;
+}
+
+/**
+ * The service label whose tokens grant an action: `swarm-utils.<action>.token`, except drills, which the
+ * restore token grants (a backup token does not restore), and migrate, which no label grants (admin only).
+ */
+export function tokenLabelOf(action: JobType): string | null {
+  if (action === 'migrate') return null;
+  return `swarm-utils.${action === 'drill' ? 'restore' : action}.token`;
 }
 
 /** may the caller see this job? admins all; others what their scope covers, and the `all` jobs they asked for */

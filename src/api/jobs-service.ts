@@ -25,6 +25,18 @@ export interface JobsService {
 /** lives beside JobKind (engine/types.ts); re-exported for the API's own imports */
 export type { SubmitCheck };
 
+/** the job's parameters as recorded (README "HTTP API": POST /jobs bodies by type) */
+export function paramsOf(b: SubmitBody): Record<string, unknown> {
+  const p: Record<string, unknown> = {};
+  if (b.image !== undefined) p.image = b.image;
+  if (b.type === 'restore' && b.node !== undefined) p.node = b.node;
+  if (b.volume !== undefined) p.volume = b.volume;
+  if (b.key !== undefined) p.key = b.key;
+  if (b.safetyBackup !== undefined) p.safetyBackup = b.safetyBackup;
+  if (b.to !== undefined) p.to = b.to;
+  return p;
+}
+
 export function createJobsService(
   deps: Deps,
   worker: Pick<Worker, 'wake' | 'waitFor' | 'stopping'>,
@@ -42,12 +54,13 @@ export function createJobsService(
     !exists && caller.admin ? new AppError('NOT_FOUND', `${what} does not exist`) : new AppError('FORBIDDEN', `this token may not act on ${what}`);
 
   async function resolveTarget(caller: Caller, b: SubmitBody, kind: JobKind & SubmitCheck): Promise<Target> {
+    if (b.type === 'migrate' && !caller.admin) throw new AppError('FORBIDDEN', 'migrate is for admin tokens only');
     if (b.service !== undefined) {
       const svc = await docker.getService(b.service);
       if (!svc || !auth.canService(caller, b.type, svc)) throw denied(caller, `service ${b.service}`, !!svc);
       // credentials only for their own registry: refused now, before a job exists
       if (b.type === 'update') registryAuthFor(b.image ?? svc.image, { request: b.registryAuth, labels: svc.labels, config: deps.config, strict: true });
-      await kind.precheck?.(deps, { service: svc });
+      await kind.precheck?.(deps, { service: svc, params: paramsOf(b) });
       return { kind: 'service', name: svc.name };
     }
     if (b.node !== undefined) {
@@ -61,7 +74,7 @@ export function createJobsService(
       const any = [...scope.services.values()].some((types) => types.includes(b.type)) || (b.type === 'clean' && scope.nodes.length > 0);
       if (!any) throw new AppError('FORBIDDEN', `this token may not run ${b.type} on anything`);
     }
-    await kind.precheck?.(deps, {});
+    await kind.precheck?.(deps, { params: paramsOf(b) });
     return { kind: 'all', name: null };
   }
 
@@ -97,7 +110,7 @@ export function createJobsService(
         targetKind: target.kind,
         target: target.name,
         targetLabel: target.label ?? null,
-        params: b.image ? { image: b.image } : {},
+        params: paramsOf(b),
         secrets: b.registryAuth ? { registryAuth: b.registryAuth } : null,
         source: 'api',
         locks: target.kind === 'all' ? [] : kind.locks(target),

@@ -19,16 +19,54 @@ export const RegistryAuthBody = z.strictObject({
   password: z.string().min(1).max(4096),
 });
 
-const targetRules = (b: { type: string; service?: string; node?: string; all?: boolean; image?: string; registryAuth?: unknown }, ctx: z.RefinementCtx) => {
-  const targets = [b.service !== undefined, b.node !== undefined, b.all !== undefined].filter(Boolean).length;
+const VOLUME_NAME = z
+  .string()
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/, 'must be a volume name: letters, digits, "_", "." or "-"');
+/** an object key as GET /backups lists it; checked against the archive names when the job is submitted */
+const OBJECT_KEY = z
+  .string()
+  .min(1)
+  .max(1024)
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'must be an object key without control characters');
+
+type Fields = {
+  type: string;
+  service?: string;
+  node?: string;
+  all?: boolean;
+  image?: string;
+  registryAuth?: unknown;
+  volume?: string;
+  key?: string;
+  safetyBackup?: boolean;
+  to?: string;
+};
+
+/** which parameters each job type takes (README "HTTP API") */
+const PARAMS_OF: Record<string, readonly string[]> = {
+  image: ['update'],
+  registryAuth: ['update'],
+  volume: ['restore', 'drill'],
+  key: ['restore', 'drill'],
+  safetyBackup: ['restore'],
+  to: ['migrate'],
+};
+
+const targetRules = (b: Fields, ctx: z.RefinementCtx) => {
+  // restore takes `node` as a parameter (the node whose volume and archives), not as its target
+  const nodeIsTarget = b.type !== 'restore';
+  const targets = [b.service !== undefined, nodeIsTarget && b.node !== undefined, b.all !== undefined].filter(Boolean).length;
   if (targets !== 1) ctx.addIssue({ code: 'custom', path: ['service'], message: 'give exactly one of service, node or all=true' });
   if (b.all === false) ctx.addIssue({ code: 'custom', path: ['all'], message: 'all must be true when given' });
-  if (b.node !== undefined && b.type !== 'clean') ctx.addIssue({ code: 'custom', path: ['node'], message: 'node is a target of clean jobs only' });
-  if (b.all !== undefined && b.type === 'update') ctx.addIssue({ code: 'custom', path: ['all'], message: 'update takes one service, not all' });
-  if (b.image !== undefined && b.type !== 'update') ctx.addIssue({ code: 'custom', path: ['image'], message: 'image is a parameter of update jobs only' });
-  if (b.registryAuth !== undefined && b.type !== 'update') {
-    ctx.addIssue({ code: 'custom', path: ['registryAuth'], message: 'registryAuth is a parameter of update jobs only' });
+  if (b.node !== undefined && b.type !== 'clean' && b.type !== 'restore') ctx.addIssue({ code: 'custom', path: ['node'], message: 'node is a target of clean jobs (and a parameter of restore) only' });
+  if (b.all !== undefined && ['update', 'restore', 'migrate'].includes(b.type)) ctx.addIssue({ code: 'custom', path: ['all'], message: `${b.type} takes one service, not all` });
+  for (const [field, types] of Object.entries(PARAMS_OF)) {
+    if (b[field as keyof Fields] !== undefined && !types.includes(b.type)) {
+      ctx.addIssue({ code: 'custom', path: [field], message: `${field} is a parameter of ${types.join(' and ')} jobs only` });
+    }
   }
+  if (b.type === 'migrate' && b.to === undefined) ctx.addIssue({ code: 'custom', path: ['to'], message: 'migrate needs to: the node to move the service to' });
+  if (b.type === 'drill' && b.key !== undefined && b.all !== undefined) ctx.addIssue({ code: 'custom', path: ['key'], message: 'key names one archive: give a service, not all' });
 };
 
 const JobFields = {
@@ -36,6 +74,10 @@ const JobFields = {
   node: NODE_NAME.optional(),
   all: z.boolean().optional(),
   image: IMAGE.optional(),
+  volume: VOLUME_NAME.optional(),
+  key: OBJECT_KEY.optional(),
+  safetyBackup: z.boolean().optional(),
+  to: NODE_NAME.optional(),
 };
 
 export const SubmitBody = z
@@ -57,6 +99,7 @@ export const SubmitQuery = z.strictObject({
   token: z.string().max(4096).optional(),
   ...JobFields,
   all: queryBool.optional(),
+  safetyBackup: queryBool.optional(),
   waitRes: queryBool.optional(),
 });
 export type SubmitQuery = z.infer<typeof SubmitQuery>;

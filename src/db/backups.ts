@@ -31,3 +31,35 @@ export function lastBackups(db: Db, services: string[]): LastBackup[] {
     )
     .all(JSON.stringify(services)) as LastBackup[];
 }
+
+/** the file count and bytes a succeeded backup recorded for an archive when it was staged (null when none did) */
+export function recordedCounts(db: Db, key: string): { files: number; bytes: number } | null {
+  const row = db
+    .prepare(
+      `SELECT json_extract(a.value, '$.files') AS files, json_extract(a.value, '$.bytes') AS bytes
+         FROM jobs j, json_each(j.result, '$.archives') a
+        WHERE j.type = 'backup' AND j.state = 'succeeded' AND j.result IS NOT NULL
+          AND json_extract(a.value, '$.key') = ? AND json_extract(a.value, '$.files') IS NOT NULL
+        ORDER BY j.id DESC LIMIT 1`,
+    )
+    .get(key) as { files: number; bytes: number } | undefined;
+  return row ? { files: Number(row.files), bytes: Number(row.bytes) } : null;
+}
+
+/** the archives `{node, volume, key, size, files?, bytes?}` a succeeded backup of `service` under the `all` job `parentId` made */
+export function archivesOfChild(db: Db, parentId: number, service: string): { node: string; volume: string; key: string; size?: number; files?: number; bytes?: number }[] {
+  const raw = db
+    .prepare("SELECT result FROM jobs WHERE parent_id = ? AND type = 'backup' AND target_kind = 'service' AND target = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1")
+    .pluck()
+    .get(parentId, service) as string | null | undefined;
+  const archives = raw ? (JSON.parse(raw) as { archives?: unknown }).archives : undefined;
+  return Array.isArray(archives) ? (archives as ReturnType<typeof archivesOfChild>) : [];
+}
+
+/** services whose backup under the `all` job `parentId` succeeded */
+export function succeededChildServices(db: Db, parentId: number): string[] {
+  return db
+    .prepare("SELECT DISTINCT target FROM jobs WHERE parent_id = ? AND type = 'backup' AND target_kind = 'service' AND state = 'succeeded' ORDER BY target")
+    .pluck()
+    .all(parentId) as string[];
+}

@@ -32,10 +32,22 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): number[] {
     const version = Number.parseInt(file, 10);
     if (done.has(version)) continue;
     const sql = fs.readFileSync(path.join(dir, file), 'utf8');
-    db.transaction(() => {
-      db.exec(sql);
-      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(version, file, Date.now());
-    })();
+    // a table rebuild (SQLite cannot alter a CHECK constraint) runs with foreign keys off, then checks them
+    const fkOff = /^-- foreign_keys: off\s*$/m.test(sql.split('\n')[0] ?? '');
+    const fkWasOn = db.pragma('foreign_keys', { simple: true }) === 1;
+    if (fkOff) db.pragma('foreign_keys = OFF');
+    try {
+      db.transaction(() => {
+        db.exec(sql);
+        if (fkOff) {
+          const broken = db.pragma('foreign_key_check') as unknown[];
+          if (broken.length) throw new Error(`migration ${file} leaves ${broken.length} broken foreign key(s)`);
+        }
+        db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(version, file, Date.now());
+      })();
+    } finally {
+      if (fkOff && fkWasOn) db.pragma('foreign_keys = ON');
+    }
     applied.push(version);
   }
   return applied;

@@ -1,7 +1,7 @@
 import type { Db } from './index.js';
 import { scrubWal } from './meta.js';
 
-export const JOB_TYPES = ['clean', 'backup', 'update'] as const;
+export const JOB_TYPES = ['clean', 'backup', 'update', 'restore', 'drill', 'migrate'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 export type TargetKind = 'service' | 'node' | 'all';

@@ -28,7 +28,7 @@ export function fanOutSteps(kind: JobKind, wake: () => void, childDone: (parentI
       const existing = childrenOf(db, ctx.job.id);
       if (existing.length || ctx.detail.snapshotAt) return { output: `${existing.length} targets` };
       if (!kind.allTargets) throw new AppError('UNSUPPORTED', `${kind.type} does not support all=true`);
-      const targets = await kind.allTargets(ctx.deps, { tokenHash: ctx.job.requesterAdmin ? null : ctx.job.requesterHash });
+      const targets = await kind.allTargets(ctx.deps, { tokenHash: ctx.job.requesterAdmin ? null : ctx.job.requesterHash, params: ctx.job.params });
       // a cancel that came while the targets were listed: no child is created
       const childIds = immediate(db, () => {
         const canceled = isCancelRequested(db, ctx.job.id);

@@ -109,6 +109,8 @@ export interface Target {
 export interface TargetGrant {
   /** null: everything (admin / cron) */
   tokenHash: string | null;
+  /** the `all` job's parameters (a cron drill names the backup job whose archives it drills) */
+  params?: Record<string, unknown>;
 }
 
 export interface JobKind {
@@ -123,5 +125,5 @@ export interface JobKind {
 
 /** Type-specific refusals before a job exists (NOT_ENABLED, UNSUPPORTED): checked at submission. */
 export interface SubmitCheck {
-  precheck?(deps: Deps, target: { service?: ServiceInfo; node?: NodeInfo }): Promise<void> | void;
+  precheck?(deps: Deps, target: { service?: ServiceInfo; node?: NodeInfo; params?: Record<string, unknown> }): Promise<void> | void;
 }

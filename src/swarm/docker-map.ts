@@ -171,7 +171,7 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
     Mounts: spec.mounts.map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
   };
   // a helper that is stopped (its job ended, the process shuts down) gets little time: its work is abandoned
-  containerSpec.StopGracePeriod = HELPER_STOP_GRACE_NS;
+  containerSpec.StopGracePeriod = spec.stopGracePeriodMs !== undefined ? spec.stopGracePeriodMs * 1_000_000 : HELPER_STOP_GRACE_NS;
   if (spec.command) containerSpec.Command = spec.command;
   if (spec.args) containerSpec.Args = spec.args;
   if (spec.secrets?.length) {

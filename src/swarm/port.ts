@@ -89,6 +89,8 @@ export interface HelperSpec {
   networks?: string[];
   /** Docker secrets mounted as files (ContainerSpec.Secrets): how credentials reach a helper, never as env */
   secrets?: SecretMount[];
+  /** time between SIGTERM and SIGKILL when the helper is stopped (default 2 s): a restore's swap ignores TERM and needs to finish */
+  stopGracePeriodMs?: number;
 }
 
 /** a Docker secret made for one job; named with the installation's helper prefix, labelled with the job id */

@@ -47,6 +47,7 @@ describe('loadConfig: defaults', () => {
     expect(ok({})).toEqual({
       isCronBackup: false,
       isCronClean: false,
+      isCronDrill: false,
       cronExpr: '0 3 * * *',
       cronTz: 'UTC',
       adminTokens: [],

@@ -101,6 +101,10 @@ describe('GET /services', () => {
       { type: 'clean', refusal: { code: 'NOT_ENABLED', message: expect.stringContaining('swarm-utils.clean.enable') } },
       { type: 'backup', refusal: null },
       { type: 'update', refusal: null },
+      // an admin may restore, drill and migrate too (the console has no buttons for them yet)
+      { type: 'restore', refusal: null },
+      { type: 'drill', refusal: null },
+      { type: 'migrate', refusal: null },
     ]);
     const dbSvc = body.services[0];
     expect(dbSvc.replicas).toEqual({ desired: 1, running: 0 });
@@ -111,6 +115,7 @@ describe('GET /services', () => {
     expect(body.all).toEqual([
       { type: 'clean', refusal: null },
       { type: 'backup', refusal: null },
+      { type: 'drill', refusal: null },
     ]);
   });
 

@@ -38,7 +38,7 @@ export const jobRoutes: FastifyPluginAsync<{ jobs: JobsService; waitLimitMs: num
     return answer(reply, job, req.body.waitRes);
   });
 
-  for (const type of ['clean', 'backup', 'update'] as const satisfies readonly JobType[]) {
+  for (const type of ['clean', 'backup', 'update', 'restore', 'drill', 'migrate'] as const satisfies readonly JobType[]) {
     app.post(
       `/${type}`,
       { config: auth, schema: { querystring: SubmitQuery, description: `submit a ${type} job (query form of the original design)` } },

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { type StepContext, type StepOutcome, stepRef } from '../../engine/types.js';
 import { createObjectStore } from '../../s3.js';
+import { headArchive } from '../../backups/archives.js';
 import { resolvedOf } from './resolve.js';
 
 const ArchiveSchema = z.object({ node: z.string(), volume: z.string(), key: z.string(), size: z.number() });
@@ -17,11 +18,12 @@ export async function verify(ctx: StepContext<z.infer<typeof VerifyDetail>>): Pr
   try {
     const archives: Archive[] = [];
     for (const p of r.pairs) {
-      const head = await store.head(p.key, ctx.signal);
+      // under its real name: offen appends .gpg or .age when it encrypts
+      const head = await headArchive(store, p.key, ctx.signal);
       const what = `the archive of volume ${p.volume} on ${p.node}`;
-      if (!head) throw new AppError('S3_ERROR', `${what} is not in bucket ${s3.bucket}: no object ${p.key}`);
-      if (head.size === 0) throw new AppError('S3_ERROR', `${what} is empty in bucket ${s3.bucket}: ${p.key} has 0 bytes`);
-      archives.push({ node: p.node, volume: p.volume, key: p.key, size: head.size });
+      if (!head) throw new AppError('S3_ERROR', `${what} is not in bucket ${s3.bucket}: no object ${p.key} (nor ${p.key}.gpg, ${p.key}.age)`);
+      if (head.size === 0) throw new AppError('S3_ERROR', `${what} is empty in bucket ${s3.bucket}: ${head.key} has 0 bytes`);
+      archives.push({ node: p.node, volume: p.volume, key: head.key, size: head.size });
     }
     ctx.setResult({ archives });
     return { detail: { archives }, output: archives.map((a) => `${a.key}: ${a.size} bytes`).join('\n') };

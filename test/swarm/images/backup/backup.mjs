@@ -16,11 +16,17 @@
 //   - every variable may instead be given as <NAME>_FILE, a path whose content is the value, taken
 //     raw (a trailing newline stays); an unreadable file, or NAME and NAME_FILE both set, leave it
 //     unset (offen's cmd/backup/config_provider.go). swarm-utils passes its secrets this way;
+//   - GPG_PASSPHRASE: the tarball is encrypted as offen does (go-crypto's openpgp.SymmetricallyEncrypt
+//     with its defaults: an OpenPGP message of a symmetric-key session key packet, v4, AES-128, iterated
+//     and salted SHA-256 S2K, and a SEIPD v1 packet with MDC holding a binary literal data packet named
+//     after the file) and uploaded as <BACKUP_FILENAME>.gpg; AGE_PASSPHRASE: age v1 with an scrypt
+//     recipient (work factor 18, as age.NewScryptRecipient), uploaded as <BACKUP_FILENAME>.age;
+//     both set: an error, as offen says;
 //   - exit code 0 on success, 1 with a message on stderr on any failure.
 // Plain Node (http, https, crypto, fs, child_process): the image has no npm packages.
 import { spawnSync } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes, scryptSync } from 'node:crypto';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -189,21 +195,106 @@ async function upload(cfg, file, size) {
   return url;
 }
 
+// ---- encryption the way offen does it (cmd/backup/encrypt_archive.go) ----
+
+// an OpenPGP packet with a new-format header and a five-octet length
+function packet(tag, body) {
+  const len = Buffer.alloc(5);
+  len[0] = 0xff;
+  len.writeUInt32BE(body.length, 1);
+  return Buffer.concat([Buffer.from([0xc0 | tag]), len, body]);
+}
+
+// RFC 4880: symmetric-key encrypted session key (tag 3) + symmetrically encrypted integrity protected data (tag 18)
+function gpgSymmetric(plain, passphrase, name) {
+  const salt = randomBytes(8);
+  const coded = 0x60; // 65536 octets hashed
+  const count = (16 + (coded & 15)) << ((coded >> 4) + 6);
+  const unit = Buffer.concat([salt, Buffer.from(passphrase, 'utf8')]);
+  const hash = createHash('sha256');
+  for (let done = 0; done < count; done += unit.length) hash.update(unit.subarray(0, Math.min(unit.length, count - done)));
+  const key = hash.digest().subarray(0, 16);
+  const skesk = packet(3, Buffer.concat([Buffer.from([4, 7, 3, 8]), salt, Buffer.from([coded])]));
+  const file = Buffer.from(name, 'utf8');
+  const date = Buffer.alloc(4);
+  date.writeUInt32BE(Math.floor(Date.now() / 1000));
+  const literal = packet(11, Buffer.concat([Buffer.from(['b'.charCodeAt(0), file.length]), file, date, plain]));
+  const prefix = randomBytes(16);
+  const head = Buffer.concat([prefix, prefix.subarray(14, 16)]);
+  const mdc = createHash('sha1').update(Buffer.concat([head, literal, Buffer.from([0xd3, 0x14])])).digest();
+  const clear = Buffer.concat([head, literal, Buffer.from([0xd3, 0x14]), mdc]);
+  const cipher = createCipheriv('aes-128-cfb', key, Buffer.alloc(16));
+  const body = Buffer.concat([cipher.update(clear), cipher.final()]);
+  return Buffer.concat([skesk, packet(18, Buffer.concat([Buffer.from([1]), body]))]);
+}
+
+const b64 = (buf) => buf.toString('base64').replace(/=+$/, '');
+const chacha = (key, nonce, data) => {
+  const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+  return Buffer.concat([c.update(data), c.final(), c.getAuthTag()]);
+};
+
+// age-encryption.org/v1 with one scrypt stanza and the STREAM payload (64 KiB chunks)
+function ageScrypt(plain, passphrase, logN = 18) {
+  const fileKey = randomBytes(16);
+  const salt = randomBytes(16);
+  const wrapKey = scryptSync(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from('age-encryption.org/v1/scrypt'), salt]), 32, {
+    N: 2 ** logN,
+    r: 8,
+    p: 1,
+    maxmem: 300 * 1024 * 1024,
+  });
+  const body = b64(chacha(wrapKey, Buffer.alloc(12), fileKey));
+  const lines = body.match(/.{1,64}/g) ?? [''];
+  if ((lines.at(-1) ?? '').length === 64) lines.push('');
+  const header = `age-encryption.org/v1\n-> scrypt ${b64(salt)} ${logN}\n${lines.join('\n')}\n---`;
+  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  const mac = b64(createHmac('sha256', macKey).update(header).digest());
+  const nonce = randomBytes(16);
+  const payloadKey = Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
+  const chunks = [];
+  const size = 64 * 1024;
+  const n = Math.max(1, Math.ceil(plain.length / size));
+  for (let i = 0; i < n; i++) {
+    const iv = Buffer.alloc(12);
+    iv.writeUIntBE(i, 5, 6);
+    if (i === n - 1) iv[11] = 1;
+    chunks.push(chacha(payloadKey, iv, plain.subarray(i * size, (i + 1) * size)));
+  }
+  return Buffer.concat([Buffer.from(`${header} ${mac}\n`), nonce, ...chunks]);
+}
+
+// offen: at most one method; the encrypted file is <file>.gpg or <file>.age
+function encrypt(file) {
+  const gpg = lookup('GPG_PASSPHRASE');
+  const age = lookup('AGE_PASSPHRASE');
+  if (gpg && age) throw new BackupError('error in selecting archive encryption method: expected 0 or 1 to be configured, 2 methods are configured');
+  if (!gpg && !age) return file;
+  const plain = readFileSync(file);
+  const out = gpg ? `${file}.gpg` : `${file}.age`;
+  writeFileSync(out, gpg ? gpgSymmetric(plain, gpg, path.basename(file)) : ageScrypt(plain, age));
+  log(`encrypted ${path.basename(file)} with ${gpg ? 'gpg' : 'age'}, saving as ${path.basename(out)}`);
+  return out;
+}
+
 async function main() {
   const cfg = config();
   const dir = mkdtempSync(path.join(tmpdir(), 'backup-'));
   const file = path.join(dir, cfg.filename);
   try {
-    // encryption is not part of the stand-in; it only says which passphrase reached it (its length, never the value)
+    // which passphrase reached it (its length, never the value)
     for (const name of ['GPG_PASSPHRASE', 'AGE_PASSPHRASE']) {
       const value = lookup(name);
-      if (value !== undefined) log(`${name} is set (${value.length} characters); the stand-in does not encrypt`);
+      if (value !== undefined) log(`${name} is set (${value.length} characters)`);
     }
     log(`archiving ${cfg.sources} to ${cfg.filename}`);
     const size = archive(cfg.sources, file);
     log(`created ${cfg.filename} (${size} bytes)`);
-    const url = await upload(cfg, file, size);
-    log(`uploaded ${cfg.filename} to bucket "${cfg.bucket}" as "${cfg.key}" (${url})`);
+    const sent = encrypt(file);
+    const suffix = sent.slice(file.length);
+    const target = { ...cfg, key: `${cfg.key}${suffix}` };
+    const url = await upload(target, sent, statSync(sent).size);
+    log(`uploaded ${cfg.filename}${suffix} to bucket "${cfg.bucket}" as "${target.key}" (${url})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,0 +1,102 @@
+/**
+ * Archives as the bucket names them (README "Archive layout"): `<SWARM_UTILS_S3_PATH>/<node>_<volume>_<stamp>.tar.gz`,
+ * plus `.gpg` or `.age` when offen encrypted it. Restore, drills and migration pick archives here; the
+ * listing of GET /backups parses the same names (the two are meant to share one parser).
+ */
+import { AppError } from '../errors.js';
+import type { ObjectInfo, ObjectStore } from '../s3.js';
+import { objectKey, s3Prefix } from '../jobs/backup/plan.js';
+
+export type Encryption = 'gpg' | 'age' | null;
+
+/** what follows `<node>_<volume>_` in one of our names */
+const TAIL = /^(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.tar\.gz(\.gpg|\.age)?$/;
+
+export interface ArchiveRef {
+  key: string;
+  node: string;
+  volume: string;
+  /** `YYYY-MM-DDTHH-mm-ssZ`: sorts as time */
+  stamp: string;
+  encrypted: Encryption;
+  size: number;
+}
+
+/** the encryption a key's suffix says offen applied */
+export function encryptionOf(key: string): Encryption {
+  return key.endsWith('.gpg') ? 'gpg' : key.endsWith('.age') ? 'age' : null;
+}
+
+/** the object key without the prefix, or null when the key is not under it */
+function baseName(path: string, key: string): string | null {
+  const prefix = s3Prefix(path);
+  if (!prefix) return key.includes('/') ? null : key;
+  return key.startsWith(`${prefix}/`) && !key.slice(prefix.length + 1).includes('/') ? key.slice(prefix.length + 1) : null;
+}
+
+/** an archive of `volume` on `node` when `key` is one of our names for it, else null */
+export function parseFor(path: string, key: string, node: string, volume: string, size = 0): ArchiveRef | null {
+  const base = baseName(path, key);
+  const start = `${node}_${volume}_`;
+  if (!base?.startsWith(start)) return null;
+  const m = TAIL.exec(base.slice(start.length));
+  if (!m) return null;
+  return { key, node, volume, stamp: m[1]!, encrypted: encryptionOf(key), size };
+}
+
+/** an archive of `volume` on any node when `key` is one of our names for it (the node is what precedes `_<volume>_`) */
+export function parseForVolume(path: string, key: string, volume: string, size = 0): ArchiveRef | null {
+  const base = baseName(path, key);
+  if (!base) return null;
+  const at = base.lastIndexOf(`_${volume}_`);
+  if (at <= 0) return null;
+  return parseFor(path, key, base.slice(0, at), volume, size);
+}
+
+const newestFirst = (a: ArchiveRef, b: ArchiveRef): number => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : a.key < b.key ? 1 : -1);
+
+/** the archives of `volume` (on `node` when given) in the bucket, newest first */
+export async function archivesOf(store: Pick<ObjectStore, 'list'>, path: string, volume: string, node?: string, signal?: AbortSignal): Promise<ArchiveRef[]> {
+  // listing `<prefix>/<node>_<volume>_` when the node is known keeps the listing short
+  const listPrefix = node ? objectKey(path, `${node}_${volume}_`) : s3Prefix(path) ? `${s3Prefix(path)}/` : '';
+  const objects: ObjectInfo[] = await store.list(listPrefix, signal);
+  const parsed = objects.map((o) => (node ? parseFor(path, o.key, node, volume, o.size) : parseForVolume(path, o.key, volume, o.size)));
+  return parsed.filter((a): a is ArchiveRef => a !== null).sort(newestFirst);
+}
+
+/**
+ * The archive to restore or drill when no key is given: the newest of `volume` on `node`; without a node
+ * (or none there) the newest of the only node that has archives of it. NOT_FOUND says what was looked for.
+ */
+export async function newestArchive(
+  store: Pick<ObjectStore, 'list'>,
+  path: string,
+  volume: string,
+  nodes: { preferred?: string; strict?: boolean },
+  signal?: AbortSignal,
+): Promise<ArchiveRef> {
+  if (nodes.preferred) {
+    const [newest] = await archivesOf(store, path, volume, nodes.preferred, signal);
+    if (newest) return newest;
+    if (nodes.strict) throw new AppError('NOT_FOUND', `no archive of volume ${volume} from node ${nodes.preferred} in the bucket`);
+  }
+  const all = await archivesOf(store, path, volume, undefined, signal);
+  const owners = [...new Set(all.map((a) => a.node))];
+  if (!all.length) throw new AppError('NOT_FOUND', `no archive of volume ${volume} in the bucket`);
+  if (owners.length > 1) {
+    throw new AppError('VALIDATION', `archives of volume ${volume} come from several nodes (${owners.join(', ')}): give node or key`);
+  }
+  return all[0]!;
+}
+
+/**
+ * The object offen uploaded for `key`: under that name, or with `.gpg` / `.age` appended when it encrypted
+ * the archive. null when none of the three exists.
+ */
+export async function headArchive(store: Pick<ObjectStore, 'head'>, key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+  for (const name of [key, `${key}.gpg`, `${key}.age`]) {
+    const head = await store.head(name, signal);
+    if (head) return head;
+  }
+  return null;
+}
