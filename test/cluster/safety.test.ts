@@ -120,6 +120,7 @@ describe('safety at the edges on the real swarm', () => {
         ['archive', 'done'],
         ['restore', 'done'],
         ['verify', 'done'],
+        ['retention', 'skipped'],
       ]);
       const keys = job.steps[0].detail.pairs.map((p: any) => p.key);
       expect(done.result.archives.map((x: any) => x.key)).toEqual(keys);
