@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import parsePrometheus from 'parse-prometheus-text-format';
 import { finishJob, insertJob, setJobResult } from '../../src/db/jobs.js';
 import { openBucket } from '../../src/backups/bucket.js';
+import { newestArchive } from '../../src/backups/newest.js';
 import { drillOutcomes, drillsByKey, lastVerified, outcomesOf } from '../../src/backups/drills.js';
 import { createMetrics } from '../../src/api/metrics.js';
 import { JOB_KINDS } from '../../src/jobs/index.js';
@@ -166,9 +167,23 @@ describe('GET /backups', () => {
     expect(missing.json().error.code).toBe('NOT_FOUND');
   });
 
-  it('no token 401; a token that grants nothing 403', async () => {
+  it('no token 401; a token that grants nothing 403; a token that may read no archive 403', async () => {
     expect((await get('/backups')).statusCode).toBe(401);
     expect((await get('/backups', 'nobody')).statusCode).toBe(403);
+    const updateOnly = await apiFixture({ services: [fakeService('other', { 'swarm-utils.update.token': 'upd' }, { spec: mounts('other-data') })], nodes, kinds: JOB_KINDS, env: s3.env(PREFIX) });
+    try {
+      const r = await updateOnly.app.inject({ url: '/backups', headers: { authorization: 'Bearer upd' } });
+      expect(r.statusCode).toBe(403);
+      expect(r.json().error.message).toContain('may neither back up nor restore');
+    } finally {
+      await updateOnly.close();
+    }
+  });
+
+  it('is described in /docs with its query parameters', async () => {
+    const doc = (await get('/docs', ADMIN)).json();
+    const params = doc.paths['/backups'].get.parameters.map((p: { name: string }) => p.name);
+    expect(params).toEqual(expect.arrayContaining(['service', 'volume', 'node', 'limit', 'before']));
   });
 
   it.each([
@@ -226,6 +241,16 @@ describe('the bucket listing', () => {
     } finally {
       bucket.close();
     }
+  });
+
+  it('the newest archive of one node and volume (what a restore or drill takes without a key): ours only, that volume only', async () => {
+    const s3cfg = testConfig(s3.env(PREFIX)).s3;
+    expect((await newestArchive(s3cfg, { node: 'w1', volume: 'shop_db-data' }))?.key).toBe(K.dbNew);
+    expect(await newestArchive(s3cfg, { node: 'w2', volume: 'shop_db-data' })).toMatchObject({ key: K.dbW2, size: `archive ${K.dbW2}`.length, encryption: null });
+    expect((await newestArchive(s3cfg, { node: 'odd_host', volume: 'web-data' }))?.key).toBe(K.odd);
+    // `shop_db` is a prefix of shop_db-data's name, not a volume with archives
+    expect(await newestArchive(s3cfg, { node: 'w1', volume: 'shop_db' })).toBeNull();
+    expect(await newestArchive(s3cfg, { node: 'w9', volume: 'shop_db-data' })).toBeNull();
   });
 
   it('deletes one object; deleting a missing one is no error', async () => {

@@ -41,12 +41,9 @@ export function retentionDaysOf(labels: Record<string, string>, config: Pick<Con
 
 export async function retention(ctx: StepContext<RetentionDetail>): Promise<StepOutcome<RetentionDetail>> {
   const before = RetentionDetail.safeParse(ctx.detail);
-  const plan = before.success ? before.data : await planRetention(ctx);
-  if (!plan) {
-    const svc = await serviceById(ctx, resolvedOf(ctx).serviceId);
-    const why = svc.labels[L.backupRetentionDays] !== undefined ? `${L.backupRetentionDays}=0` : `no ${L.backupRetentionDays} label and no SWARM_UTILS_BACKUP_RETENTION_DAYS`;
-    return { skipped: true, output: `every archive is kept (${why})` };
-  }
+  const planned = before.success ? { plan: before.data } : await planRetention(ctx);
+  if ('kept' in planned) return { skipped: true, output: `every archive is kept (${planned.kept})` };
+  const { plan } = planned;
   if (!before.success) ctx.save(plan);
   const bucket = await openBucket(ctx.deps.config.s3);
   try {
@@ -62,13 +59,16 @@ export async function retention(ctx: StepContext<RetentionDetail>): Promise<Step
   return { detail: plan, output: [head, ...plan.expired.map((e) => e.key)].join('\n') };
 }
 
-/** what to delete, from a listing of each archived node and volume; null when no retention applies */
-async function planRetention(ctx: StepContext<RetentionDetail>): Promise<RetentionDetail | null> {
+/** what to delete, from a listing of each archived node and volume; or why no retention applies */
+async function planRetention(ctx: StepContext<RetentionDetail>): Promise<{ plan: RetentionDetail } | { kept: string }> {
   const r = resolvedOf(ctx);
   const { config, docker } = ctx.deps;
   const svc = await serviceById(ctx, r.serviceId);
   const days = retentionDaysOf(svc.labels, config);
-  if (days === null) return null;
+  if (days === null) {
+    const labelled = svc.labels[L.backupRetentionDays]?.trim();
+    return { kept: labelled ? `${L.backupRetentionDays}=${labelled}` : `no ${L.backupRetentionDays} label and no SWARM_UTILS_BACKUP_RETENTION_DAYS` };
+  }
   const cutoff = Date.now() - days * DAY_MS;
   // hostnames that hold a `_` are told apart from the volume by the swarm's own node names
   const known = [...new Set([...(await docker.listNodes()).map((n) => n.hostname), ...r.pairs.map((p) => p.node)])];
@@ -91,5 +91,5 @@ async function planRetention(ctx: StepContext<RetentionDetail>): Promise<Retenti
   } finally {
     bucket.close();
   }
-  return { days, cutoff: new Date(cutoff).toISOString(), expired };
+  return { plan: { days, cutoff: new Date(cutoff).toISOString(), expired } };
 }
