@@ -359,4 +359,12 @@ describe('/metrics: swarm_utils_backup_last_verified_timestamp_seconds', () => {
     drillJob(db, { service: 'shop_db', state: 'failed', finishedAt: t1 + 9000, params: { key: K.dbW2 }, error: { code: 'DRILL_FAILED', message: 'x' } });
     expect(await series(metrics)).toEqual({ 'shop_db/shop_db-data/w1': t1 / 1000, 'shop_db/shop_db-data/w2': 0 });
   });
+
+  it('Docker unreachable: the series on record stay, and the scrape still answers', async () => {
+    const db = openDb(tempDbPath());
+    const t1 = Date.parse('2026-02-01T00:00:00Z');
+    drillJob(db, { service: 'shop_db', state: 'succeeded', finishedAt: t1, result: { key: K.dbOld, files: 1, bytes: 1, ok: true } });
+    const down = fakeDocker({ listServices: () => Promise.reject(new Error('connect ENOENT /var/run/docker.sock')) });
+    expect(await series(createMetrics(db, { docker: down }))).toEqual({ 'shop_db/shop_db-data/w1': t1 / 1000 });
+  });
 });
