@@ -147,7 +147,10 @@ describe('retention and the archives listing on the real swarm', () => {
 
     // a retention shorter than the backup itself took: every archive of that node and volume is past it, the newest stays
     await setLabel(RET, 'swarm-utils.backup.retention-days', '0.00001');
+    // names have a resolution of one second: a backup in the same second would take the first one's name
+    await new Promise((r) => setTimeout(r, 1100));
     const second = await backup(RET);
+    expect(second.result.archives[0].key).not.toBe(made.key);
     newest = second.result.archives[0].key;
     expect(second.result.deleted.map((d: any) => d.key).sort()).toEqual([made.key, recent].sort());
     expect(await bucketKeys()).toEqual([newest, ...untouched].sort());
@@ -156,6 +159,7 @@ describe('retention and the archives listing on the real swarm', () => {
 
   it('kill -9 during the retention’s deletions: the restarted process deletes what it had listed and the result lists it all; the new archive stays', async () => {
     await setLabel(RET, 'swarm-utils.backup.retention-days', '1');
+    await new Promise((r) => setTimeout(r, 1100));
     const old = [await put(`${W1}_${VOL.ret}_2019-01-01T00-00-00Z.tar.gz`), await put(`${W1}_${VOL.ret}_2019-02-01T00-00-00Z.tar.gz`)];
     // the first deletion is held at the S3 proxy: the list to delete is committed, nothing is deleted yet
     proxy.pauseOn(/^DELETE \/swarm-utils-test\//);
