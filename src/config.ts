@@ -185,6 +185,22 @@ function parseRegistryUrl(text: string): string | Problem {
   return new Problem(`must be host[:port] or https://host[:port] (got ${quote(text)})`);
 }
 
+/**
+ * Backup retention in days (README "Retention"): a number, fractions allowed (`0.5`), `_` separators too;
+ * `0` keeps every archive. The `swarm-utils.backup.retention-days` label takes the same values.
+ */
+export function parseRetentionDays(text: string): { days: number | null } | { problem: string } {
+  const t = text.trim();
+  const n = /^\d+(_\d+)*(\.\d+)?$/.test(t) ? Number(t.replaceAll('_', '')) : NaN;
+  if (!Number.isFinite(n) || n > 36_500) return { problem: `must be a number of days between 0 and 36500, e.g. 30 or 0.5; 0 keeps every archive (got ${quote(text)})` };
+  return { days: n === 0 ? null : n };
+}
+
+function parseRetention(text: string): number | null | Problem {
+  const r = parseRetentionDays(text);
+  return 'problem' in r ? new Problem(r.problem) : r.days;
+}
+
 export const NOTIFY_ON = ['failure', 'always'] as const;
 export type NotifyOn = (typeof NOTIFY_ON)[number];
 /** json: {"event", "job"}; slack: {"text"}, the incoming-webhook form Slack, Mattermost, Rocket.Chat and Discord read */
@@ -309,6 +325,7 @@ const fieldsSchema = z
     SWARM_UTILS_DB_PATH: envVar<string | null>(null, asIs),
     SWARM_UTILS_CONCURRENCY: intVar(4, 1, 64),
     SWARM_UTILS_JOB_RETENTION_DAYS: intVar(30, 1, 36_500),
+    SWARM_UTILS_BACKUP_RETENTION_DAYS: envVar<number | null>(null, parseRetention),
     SWARM_UTILS_LOG_LEVEL: envVar('info', parseLogLevel),
     SWARM_UTILS_NOTIFY_URL: secretVar(),
     SWARM_UTILS_NOTIFY_ON: envVar<NotifyOn>('failure', oneOf(NOTIFY_ON)),
@@ -430,6 +447,8 @@ function toConfig(fields: Fields, inImage: boolean) {
     dbPath: fields.SWARM_UTILS_DB_PATH ?? (inImage ? '/data/swarm-utils.db' : './data/swarm-utils.db'),
     concurrency: fields.SWARM_UTILS_CONCURRENCY,
     jobRetentionDays: fields.SWARM_UTILS_JOB_RETENTION_DAYS,
+    /** days after which a backup deletes older archives of the same node and volume; null: never */
+    backupRetentionDays: fields.SWARM_UTILS_BACKUP_RETENTION_DAYS,
     logLevel: fields.SWARM_UTILS_LOG_LEVEL,
     shutdownTimeoutMs: fields.SWARM_UTILS_SHUTDOWN_TIMEOUT,
     backupEnv: backupEnvOf(fields),

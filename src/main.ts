@@ -10,6 +10,7 @@ import { createAuthorizer } from './api/auth.js';
 import { createJobsService } from './api/jobs-service.js';
 import { createStatusService } from './api/status-service.js';
 import { createServicesService } from './api/services-service.js';
+import { createBackupsService } from './api/backups-service.js';
 import { createMetrics } from './api/metrics.js';
 import type { Deps } from './engine/types.js';
 import { startScheduler } from './scheduler.js';
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
     jobs,
     status: createStatusService(deps, auth),
     services: createServicesService(deps, auth, JOB_KINDS),
+    backups: createBackupsService(deps, auth),
     metrics,
     waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
     ready: async () => {

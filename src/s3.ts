@@ -99,9 +99,10 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
   };
 }
 
-const statusOf = (e: unknown): number | undefined => (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+export const statusOf = (e: unknown): number | undefined => (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
 
-function describe(e: unknown): string {
+/** an SDK error as one line: name, HTTP status, code, message (never a credential: the SDK does not put them in errors) */
+export function describe(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
   const status = statusOf(e);
   const code = (e as { code?: string }).code;

@@ -57,3 +57,5 @@ export const getJob = (id) => api('GET', `/jobs/${encodeURIComponent(id)}`);
 export const cancelJob = (id) => api('POST', `/jobs/${encodeURIComponent(id)}/cancel`);
 /** body: {type, service|node|all, …}; answers the queued job */
 export const submitJob = (body) => api('POST', '/jobs', body);
+/** the archives in the bucket: {backups: [{key, node, volume, time, size, encrypted, files?, bytes?, verifiedAt?, lastDrill?}], next} */
+export const listBackups = (filters) => api('GET', `/backups${query(filters)}`);

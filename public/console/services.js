@@ -1,7 +1,9 @@
 // Services: what this token may see, their swarm-utils labels (redacted by the API), replicas,
-// the last successful backup per volume and node, and the actions the token may take.
+// the last successful backup and the last drill per volume and node, the archives in the bucket (one
+// service's view), and the actions the token may take.
 import { getServices, listJobs } from './api.js';
 import { ACTIONS, actionButtons, openAction } from './actions.js';
+import { archivesSection, drillCell } from './archives.js';
 import { ago, bytes, h, replaceContent, time } from './dom.js';
 import { jobsTable } from './jobs.js';
 
@@ -34,11 +36,11 @@ function volumes(svc, heading) {
           h(
             'table',
             { class: 'stack volumes' },
-            h('caption', { class: 'visually-hidden' }, `Last successful backup of each volume of ${svc.name}`),
+            h('caption', { class: 'visually-hidden' }, `Last successful backup and last drill of each volume of ${svc.name}`),
             h(
               'thead',
               {},
-              h('tr', {}, ['Volume', 'Node', 'Last successful backup', 'Size', 'Job'].map((c) => h('th', { scope: 'col' }, c))),
+              h('tr', {}, ['Volume', 'Node', 'Last successful backup', 'Size', 'Job', 'Last drill'].map((c) => h('th', { scope: 'col' }, c))),
             ),
             h(
               'tbody',
@@ -53,6 +55,7 @@ function volumes(svc, heading) {
                   h('td', { 'data-label': 'Last backup', class: 'last-backup' }, b ? h('span', {}, time(b.at), h('span', { class: 'muted' }, ` (${ago(b.at)})`)) : 'never'),
                   h('td', { 'data-label': 'Size' }, b ? bytes(b.size) : '—'),
                   h('td', { 'data-label': 'Job' }, b ? h('a', { href: `#/jobs/${b.jobId}` }, `#${b.jobId}`) : '—'),
+                  h('td', { 'data-label': 'Last drill', class: 'last-drill' }, drillCell(v.lastDrill ?? null)),
                 );
               }),
             ),
@@ -147,14 +150,19 @@ export function servicesView(main, ctx) {
   return ctx.every(5000, refresh);
 }
 
-/** #/services/:name: one service with its recent jobs */
+/** #/services/:name: one service with its archives and recent jobs */
 export function serviceView(main, ctx, name) {
   const body = h('div');
   const jobs = h('div');
+  const archives = archivesSection(name);
+  archives.section.hidden = true;
+  /** the volumes' last backups and drills the archives were loaded for: loaded again when they change */
+  let archivesFor = null;
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/services' }, '← All services')),
     h('h1', { tabindex: -1 }, name),
     body,
+    archives.section,
     h('h2', {}, 'Recent jobs'),
     jobs,
     h('p', {}, h('a', { href: `#/jobs?service=${encodeURIComponent(name)}` }, `All jobs of ${name}`)),
@@ -170,6 +178,13 @@ export function serviceView(main, ctx, name) {
     shown = text;
     replaceContent(body, svc ? card(svc, ctx, { level: 0 }) : h('p', { class: 'refusal' }, `This token may not see service ${name}, or it does not exist.`));
     replaceContent(jobs, jobsTable(recent.jobs, { caption: `Recent jobs of ${name}`, compact: true }));
+    // the archives: only for a token that may back the service up or restore it; the bucket is read again only when a backup or drill changed something
+    archives.section.hidden = !svc || svc.volumes === null;
+    const volumes = svc && svc.volumes !== null ? JSON.stringify(svc.volumes) : null;
+    if (volumes !== null && volumes !== archivesFor) {
+      archivesFor = volumes;
+      await archives.load();
+    }
   }
   return ctx.every(3000, refresh);
 }

@@ -14,6 +14,8 @@ import type { Metrics } from './metrics.js';
 import { consoleRoutes } from './routes/console.js';
 import { servicesRoutes } from './routes/services.js';
 import type { ServicesService } from './services-service.js';
+import { backupsRoutes } from './routes/backups.js';
+import type { BackupsService } from './backups-service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -33,6 +35,7 @@ export interface AppDeps {
   jobs: JobsService;
   status: StatusService;
   services: ServicesService;
+  backups: BackupsService;
   metrics: Metrics;
   ready: ReadinessCheck;
   /** how long a waitRes request waits for its job */
@@ -81,6 +84,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   await app.register(jobRoutes, { jobs: d.jobs, waitLimitMs: d.waitLimitMs });
   await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
   await app.register(servicesRoutes, { services: d.services });
+  await app.register(backupsRoutes, { backups: d.backups });
   await app.register(consoleRoutes);
   // like every route but the health checks and the console's page, it needs a token that grants something (README, Authorization)
   app.get('/docs', { config: { auth: true }, schema: { hide: true } }, async () => app.swagger());

@@ -50,6 +50,8 @@ export interface Authorizer {
   scope(caller: Caller): Promise<Scope>;
   canService(caller: Caller, action: JobType, svc: ServiceInfo): boolean;
   canNode(caller: Caller, node: NodeInfo): boolean;
+  /** may the caller read the archives of this service's volumes (GET /backups): it may back it up or restore it */
+  canArchives(caller: Caller, svc: ServiceInfo): boolean;
 }
 
 export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: Pick<Config, 'adminTokens' | 'metricsTokens'> }): Authorizer {
@@ -102,6 +104,7 @@ export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: P
     },
     canService,
     canNode,
+    canArchives: (caller, svc) => caller.admin || grants(svc.labels[L.backupToken], caller.hash, key) || grants(svc.labels[L.restoreToken], caller.hash, key),
   };
   return authorizer;
 }

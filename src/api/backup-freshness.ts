@@ -20,7 +20,7 @@ export const targetKey = (t: BackupTarget): string => `${t.service}\0${t.volume}
  * mount) the backup fails, and the listed names (or every mounted volume) still get a series, so the
  * alert fires instead of going silent.
  */
-function volumesOf(svc: ServiceInfo): string[] {
+export function volumesOf(svc: ServiceInfo): string[] {
   const mounted = namedVolumes(svc.spec);
   try {
     return selectVolumes(svc.name, mounted, svc.labels[L.backupVolumes], svc.labels[STACK_LABEL]);

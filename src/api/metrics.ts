@@ -4,6 +4,7 @@ import type { JobRow } from '../db/jobs.js';
 import type { Logger } from '../log.js';
 import type { DockerPort } from '../swarm/port.js';
 import { type BackupTarget, expectedBackups, lastSuccesses, targetKey } from './backup-freshness.js';
+import { drillOutcomes, lastVerified } from '../backups/drills.js';
 
 /** how long a scrape waits for Docker's list of enabled services and their tasks */
 const DOCKER_WAIT_MS = 5_000;
@@ -32,6 +33,12 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}) {
       clearTimeout(timer);
     }
   };
+  // both backup gauges of one scrape share one listing of the enabled services
+  let shared: { at: number; expected: Promise<BackupTarget[] | null> } | null = null;
+  const expectedOnce = (): Promise<BackupTarget[] | null> => {
+    if (!shared || Date.now() - shared.at > 1000) shared = { at: Date.now(), expected: expectedOrNull() };
+    return shared.expected;
+  };
   new Gauge({
     name: 'swarm_utils_jobs',
     help: 'Jobs in the database by type and state',
@@ -57,10 +64,24 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}) {
     registers: [registry],
     async collect() {
       const last = lastSuccesses(db);
-      const expected = await expectedOrNull();
+      const expected = await expectedOnce();
       this.reset();
       // without Docker, what is on record keeps its series, so the alert neither fires nor clears on a hiccup
       const targets = expected ?? [...last.values()].map((l) => l.target);
+      for (const t of targets) this.set({ ...t }, (last.get(targetKey(t))?.at ?? 0) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'swarm_utils_backup_last_verified_timestamp_seconds',
+    help: 'End of the last successful restore drill of an archive of this volume on this node (0: never), for every enabled service',
+    labelNames: ['service', 'volume', 'node'],
+    registers: [registry],
+    async collect() {
+      const last = new Map(lastVerified(drillOutcomes(db)).map((v) => [targetKey(v), v]));
+      const expected = await expectedOnce();
+      this.reset();
+      // as the last-success gauge: what a backup would archive now, or (Docker not answering) what is on record
+      const targets = expected ?? [...last.values()].map(({ service, volume, node }) => ({ service, volume, node }));
       for (const t of targets) this.set({ ...t }, (last.get(targetKey(t))?.at ?? 0) / 1000);
     },
   });

@@ -110,7 +110,7 @@ export const TokenQuery = z.strictObject({ token: z.string().max(4096).optional(
  * A whole number written in decimal digits only: Number() would also read `0x10`, `1e3`, ` 7` or `0b1`
  * (so /jobs/0x10 was job 16). `min` bounds it from below.
  */
-const decimal = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+export const decimal = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
     .regex(/^\d{1,16}$/, 'must be a whole number in decimal digits')

@@ -7,6 +7,7 @@ import { L, flag, ownLabels, redactLabels } from '../jobs/labels.js';
 import { STACK_LABEL, namedVolumes, selectVolumes } from '../jobs/backup/plan.js';
 import type { NodeInfo, ServiceInfo, TaskInfo } from '../swarm/port.js';
 import type { Authorizer, Caller } from './auth.js';
+import { type DrillOutcome, drillOutcomes } from '../backups/drills.js';
 import type { SubmitCheck } from './jobs-service.js';
 
 const Refusal = z.object({ code: z.string(), message: z.string() }).nullable();
@@ -21,6 +22,8 @@ const VolumeRow = z.object({
   /** null for a selected volume that has no successful backup yet */
   node: z.string().nullable(),
   lastBackup: z.object({ at: z.string(), jobId: z.number(), key: z.string().nullable(), size: z.number().nullable() }).nullable(),
+  /** the newest drill of an archive of this volume (on this node), whatever its outcome; null when none */
+  lastDrill: z.object({ at: z.string(), ok: z.boolean(), jobId: z.number(), key: z.string(), error: z.string().nullable() }).nullable(),
 });
 
 const ServiceView = z.object({
@@ -31,7 +34,7 @@ const ServiceView = z.object({
   replicas: z.object({ desired: z.number().nullable(), running: z.number() }),
   labels: z.record(z.string(), z.string()),
   actions: z.array(Action),
-  /** per volume and node; null when the token may not back this service up */
+  /** per volume and node; null when the token may neither back this service up nor restore it */
   volumes: z.array(VolumeRow).nullable(),
   /** why the volumes to back up could not be read from the labels, if so */
   volumeError: z.string().nullable(),
@@ -62,11 +65,11 @@ export function createServicesService(deps: Deps, auth: Authorizer, kinds: Kinds
     }
   }
 
-  async function view(caller: Caller, svc: ServiceInfo, tasks: TaskInfo[], backups: LastBackup[]): Promise<ServiceView> {
+  async function view(caller: Caller, svc: ServiceInfo, tasks: TaskInfo[], backups: LastBackup[], drills: DrillOutcome[]): Promise<ServiceView> {
     const types = JOB_TYPES.filter((t) => kinds[t] && auth.canService(caller, t, svc));
     const running = tasks.filter((t) => t.state === 'running' && t.desiredState === 'running').length;
     const desired = svc.mode === 'replicated' ? svc.replicas : svc.mode === 'global' ? tasks.filter((t) => t.desiredState === 'running').length : null;
-    const vols = auth.canService(caller, 'backup', svc) ? volumesOf(svc, backups) : null;
+    const vols = auth.canArchives(caller, svc) ? volumesOf(svc, backups, drills) : null;
     return {
       id: svc.id,
       name: svc.name,
@@ -91,8 +94,11 @@ export function createServicesService(deps: Deps, auth: Authorizer, kinds: Kinds
         throw new AppError('FORBIDDEN', 'this token grants nothing: no admin token and no service or node label names it');
       }
       const tasks = await mapLimited(visible, 8, (s) => docker.listTasks(s.id));
-      const backups = lastBackups(db, visible.filter((s) => auth.canService(caller, 'backup', s)).map((s) => s.name));
-      const views = await Promise.all(visible.map((s, i) => view(caller, s, tasks[i]!, backups.filter((b) => b.service === s.name))));
+      const backups = lastBackups(db, visible.filter((s) => auth.canArchives(caller, s)).map((s) => s.name));
+      const drills = drillOutcomes(db);
+      const views = await Promise.all(
+        visible.map((s, i) => view(caller, s, tasks[i]!, backups.filter((b) => b.service === s.name), drills.filter((d) => d.service === s.name || d.service === null))),
+      );
       const all = await Promise.all(
         JOB_TYPES.filter((t) => kinds[t]?.allTargets && (caller.admin || mayUseAll(caller, t, visible, cleanable))).map(async (type) => ({
           type,
@@ -112,8 +118,8 @@ export type ServicesService = ReturnType<typeof createServicesService>;
 
 const nodeView = (n: NodeInfo) => ({ id: n.id, hostname: n.hostname, role: n.role, state: n.state, availability: n.availability });
 
-/** the selected volumes (when backups are enabled) and every volume with a past backup, one row per node */
-function volumesOf(svc: ServiceInfo, backups: LastBackup[]): { rows: z.infer<typeof VolumeRow>[]; error: string | null } {
+/** the selected volumes (when backups are enabled) and every volume with a past backup, one row per node, with its last drill */
+function volumesOf(svc: ServiceInfo, backups: LastBackup[], drills: DrillOutcome[]): { rows: z.infer<typeof VolumeRow>[]; error: string | null } {
   let selected: string[] = [];
   let error: string | null = null;
   if (flag(svc.labels, L.backupEnable, false)) {
@@ -127,10 +133,21 @@ function volumesOf(svc: ServiceInfo, backups: LastBackup[]): { rows: z.infer<typ
   const names = [...new Set([...selected, ...backups.map((b) => b.volume)])].sort();
   const rows = names.flatMap((volume): z.infer<typeof VolumeRow>[] => {
     const done = backups.filter((b) => b.volume === volume);
-    if (!done.length) return [{ volume, node: null, lastBackup: null }];
-    return done.map((b) => ({ volume, node: b.node, lastBackup: { at: new Date(b.at).toISOString(), jobId: b.jobId, key: b.key, size: b.size } }));
+    if (!done.length) return [{ volume, node: null, lastBackup: null, lastDrill: lastDrillOf(drills, volume, null) }];
+    return done.map((b) => ({
+      volume,
+      node: b.node,
+      lastBackup: { at: new Date(b.at).toISOString(), jobId: b.jobId, key: b.key, size: b.size },
+      lastDrill: lastDrillOf(drills, volume, b.node),
+    }));
   });
   return { rows, error };
+}
+
+/** the newest drill (drills come newest first) of an archive of this volume, on this node when one is named */
+function lastDrillOf(drills: DrillOutcome[], volume: string, node: string | null): z.infer<typeof VolumeRow>['lastDrill'] {
+  const d = drills.find((o) => o.volume === volume && (node === null || o.node === node));
+  return d ? { at: new Date(d.at).toISOString(), ok: d.ok, jobId: d.jobId, key: d.key, error: d.error } : null;
 }
 
 /** like Promise.all over `items`, with at most `limit` calls in flight */

@@ -63,3 +63,30 @@ export function succeededChildServices(db: Db, parentId: number): string[] {
     .pluck()
     .all(parentId) as string[];
 }
+
+/** the file count and bytes a job recorded for an archive (staged backups record them) */
+export interface ArchiveCounts {
+  key: string;
+  files: number;
+  bytes: number;
+  jobId: number;
+}
+
+/**
+ * The counts recorded for these keys in any job's `result.archives` (a backup's, or a restore's safety
+ * backup), the newest job's first. Keys are matched exactly; callers pass both spellings of an encrypted one.
+ */
+export function archiveCounts(db: Db, keys: string[]): ArchiveCounts[] {
+  if (!keys.length) return [];
+  return db
+    .prepare(
+      `SELECT json_extract(a.value, '$.key') AS key, json_extract(a.value, '$.files') AS files,
+              json_extract(a.value, '$.bytes') AS bytes, j.id AS jobId
+         FROM jobs j, json_each(j.result, '$.archives') a
+        WHERE j.result IS NOT NULL AND a.type = 'object'
+          AND json_extract(a.value, '$.key') IN (SELECT value FROM json_each(?))
+          AND json_type(a.value, '$.files') = 'integer' AND json_type(a.value, '$.bytes') = 'integer'
+        ORDER BY j.id DESC`,
+    )
+    .all(JSON.stringify(keys)) as ArchiveCounts[];
+}

@@ -3,13 +3,14 @@ import { ARCHIVE, archive } from './backup/archive.js';
 import { RESOLVE, execStep, refusal, resolve, s3Refusal } from './backup/resolve.js';
 import { RESTORE, STOP, restore, stop } from './backup/scale.js';
 import { VERIFY, verify } from './backup/verify.js';
+import { RETENTION, retention } from './backup/retention.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
 
 /**
  * backup of one service (README "How jobs run"), on the tasks taken at the start:
- *   resolve → exec → stop → archive (+ upload) → restore (always) → verify.
+ *   resolve → exec → stop → archive (+ upload) → restore (always) → verify → retention.
  * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys
  * (resolve), the replica count (stop), each finished archive (archive); each detail has its schema.
  * The archive reads the stopped volume: if a shutdown gives the service back during it, the next
@@ -26,6 +27,7 @@ export const backupKind: JobKind & SubmitCheck = {
     // compensation: runs after a failure, a cancel, a timeout, an engine error, a crash and a shutdown
     { ...RESTORE, always: true, run: restore },
     { ...VERIFY, run: verify },
+    { ...RETENTION, run: retention },
   ],
   precheck(deps, { service }) {
     if (!service) {

@@ -9,6 +9,8 @@ export const L = {
   backupStop: 'swarm-utils.backup.stop',
   backupVolumes: 'swarm-utils.backup.volume-list',
   backupToken: 'swarm-utils.backup.token',
+  backupRetentionDays: 'swarm-utils.backup.retention-days',
+  restoreToken: 'swarm-utils.restore.token',
   updateToken: 'swarm-utils.update.token',
   updateExecPre: 'swarm-utils.update.exec-pre',
   updateExecPost: 'swarm-utils.update.exec-post',

@@ -159,6 +159,7 @@ describe('web console in a real browser', () => {
       ['archive', 'done'],
       ['restore', 'skipped'],
       ['verify', 'done'],
+      ['retention', 'skipped'],
     ]);
     // each step's output and times are on the page
     expect(await page.locator('li[data-step="verify"] pre.output').textContent()).toContain(`${PREFIX}/`);

@@ -410,6 +410,7 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
       ['archive', 'done'],
       ['restore', 'done'],
       ['verify', 'done'],
+      ['retention', 'skipped'],
     ]);
     expect(job.result.archives).toHaveLength(1);
     const [archive] = job.result.archives;

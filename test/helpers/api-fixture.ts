@@ -4,6 +4,7 @@ import { createAuthorizer } from '../../src/api/auth.js';
 import { createJobsService } from '../../src/api/jobs-service.js';
 import { createStatusService } from '../../src/api/status-service.js';
 import { createServicesService } from '../../src/api/services-service.js';
+import { createBackupsService } from '../../src/api/backups-service.js';
 import { createMetrics } from '../../src/api/metrics.js';
 import { Worker } from '../../src/engine/worker.js';
 import type { JobKind } from '../../src/engine/types.js';
@@ -72,6 +73,7 @@ export async function apiFixture(opts: {
     jobs: createJobsService(deps, worker, auth, opts.kinds),
     status: createStatusService(deps, auth),
     services: createServicesService(deps, auth, opts.kinds),
+    backups: createBackupsService(deps, auth),
     metrics: createMetrics(deps.db),
     ready: async () => ({ ok: true, checks: {} }),
     waitLimitMs: opts.waitLimitMs ?? 5000,

@@ -75,6 +75,7 @@ describe('loadConfig: defaults', () => {
       dbPath: './data/swarm-utils.db',
       concurrency: 4,
       jobRetentionDays: 30,
+      backupRetentionDays: null,
       logLevel: 'info',
       shutdownTimeoutMs: 30_000,
       backupEnv: {},

@@ -7,6 +7,7 @@ import { JOB_KINDS } from '../../src/jobs/index.js';
 import type { Db } from '../../src/db/index.js';
 import type { TaskInfo } from '../../src/swarm/port.js';
 import { apiFixture, fakeNode, fakeService, type ApiFixture } from '../helpers/api-fixture.js';
+import { drillJob } from '../helpers/drill-rows.js';
 
 const ADMIN = 'admin-token';
 const WEB = 'web-backup-token';
@@ -130,10 +131,52 @@ describe('GET /services', () => {
     const web = (await get('/services', ADMIN)).json().services.find((s: { name: string }) => s.name === 'web');
     expect(web.volumeError).toBeNull();
     expect(web.volumes).toEqual([
-      { volume: 'web-cache', node: null, lastBackup: null },
-      { volume: 'web-data', node: 'w1', lastBackup: { at: '2026-01-02T03:00:00.000Z', jobId: newer, key: 'w1_web-data_new.tar.gz', size: 12 } },
-      { volume: 'web-data', node: 'w2', lastBackup: { at: '2026-01-01T03:00:00.000Z', jobId: expect.any(Number), key: 'w2_web-data_old.tar.gz', size: 11 } },
+      { volume: 'web-cache', node: null, lastBackup: null, lastDrill: null },
+      { volume: 'web-data', node: 'w1', lastBackup: { at: '2026-01-02T03:00:00.000Z', jobId: newer, key: 'w1_web-data_new.tar.gz', size: 12 }, lastDrill: null },
+      {
+        volume: 'web-data',
+        node: 'w2',
+        lastBackup: { at: '2026-01-01T03:00:00.000Z', jobId: expect.any(Number), key: 'w2_web-data_old.tar.gz', size: 11 },
+        lastDrill: null,
+      },
     ]);
+  });
+
+  it('the last drill of each volume and node, whatever its outcome (from the drill jobs’ results)', async () => {
+    backupJob('web', 'succeeded', Date.parse('2026-01-01T03:00:00Z'), [
+      { node: 'w1', volume: 'web-data', key: 'w1_web-data_2026-01-01T03-00-00Z.tar.gz', size: 10 },
+      { node: 'w2', volume: 'web-data', key: 'w2_web-data_2026-01-01T03-00-00Z.tar.gz', size: 11 },
+    ]);
+    const ok = drillJob(db, {
+      service: 'web',
+      state: 'succeeded',
+      finishedAt: Date.parse('2026-01-02T00:00:00Z'),
+      result: { key: 'w1_web-data_2026-01-01T03-00-00Z.tar.gz', files: 2, bytes: 5, ok: true },
+    });
+    const bad = drillJob(db, {
+      service: 'web',
+      state: 'failed',
+      finishedAt: Date.parse('2026-01-03T00:00:00Z'),
+      result: { drills: [{ service: 'web', node: 'w2', volume: 'web-data', key: 'w2_web-data_2026-01-01T03-00-00Z.tar.gz', files: 0, bytes: 0, ok: false, error: 'gzip: truncated' }] },
+    });
+    // another service's drill of a volume of the same name does not count
+    drillJob(db, { service: 'db', state: 'succeeded', finishedAt: Date.parse('2026-01-04T00:00:00Z'), result: { key: 'w1_web-data_2026-01-01T03-00-00Z.tar.gz', files: 2, bytes: 5, ok: true } });
+    const web = (await get('/services', ADMIN)).json().services.find((s: { name: string }) => s.name === 'web');
+    const drillOf = (node: string | null) => web.volumes.find((v: { node: string | null; volume: string }) => v.volume === 'web-data' && v.node === node)?.lastDrill;
+    expect(drillOf('w1')).toEqual({ at: '2026-01-02T00:00:00.000Z', ok: true, jobId: ok, key: 'w1_web-data_2026-01-01T03-00-00Z.tar.gz', error: null });
+    expect(drillOf('w2')).toEqual({ at: '2026-01-03T00:00:00.000Z', ok: false, jobId: bad, key: 'w2_web-data_2026-01-01T03-00-00Z.tar.gz', error: 'gzip: truncated' });
+    expect(web.volumes.find((v: { volume: string }) => v.volume === 'web-cache').lastDrill).toBeNull();
+  });
+
+  it('a restore token sees the volumes of the service it may restore', async () => {
+    // the update token of web, now also its restore token (without it, the next test shows volumes: null)
+    services[0]!.labels['swarm-utils.restore.token'] = 'other-token';
+    try {
+      const web = (await get('/services', 'other-token')).json().services.find((s: { name: string }) => s.name === 'web');
+      expect(web.volumes?.map((v: { volume: string }) => v.volume)).toEqual(['web-cache', 'web-data']);
+    } finally {
+      delete services[0]!.labels['swarm-utils.restore.token'];
+    }
   });
 
   it('a label token sees only its services, their backups only with the backup right, and its all jobs', async () => {

@@ -227,6 +227,7 @@ describe('a token that grants nothing', () => {
       ['GET', '/service/status?service=web'],
       ['GET', '/metrics'],
       ['GET', '/docs'],
+      ['GET', '/backups'],
       ['POST', '/jobs', { type: 'update', service: 'web' }],
       ['POST', '/jobs', { type: 'backup', all: true }],
       ['POST', '/update?service=web'],
