@@ -78,15 +78,17 @@ function restoreForm(service, ctx, { dialog, archives, first, nodes, close, titl
   // several nodes run the service, each with its own volume: the API needs to know which one
   const nodeSelect =
     nodes && nodes.length > 1
-      ? h('select', { id: 'restore-node', name: 'node', required: true }, h('option', { value: '' }, 'choose a node'), nodes.map((n) => h('option', { value: n }, n)))
+      ? h('select', { id: 'restore-node', name: 'node', 'aria-required': 'true' }, h('option', { value: '' }, 'choose a node'), nodes.map((n) => h('option', { value: n }, n)))
       : null;
   const showArchive = () => {
     const a = chosen();
     replaceContent(facts, archiveFacts(a));
-    const on = nodes?.length === 1 ? ` on node ${nodes[0]}` : nodes?.length ? '' : ' on the node of its last task';
+    const node = nodes?.length === 1 ? nodes[0] : nodeSelect?.value;
+    const on = node ? ` on node ${node}` : nodes?.length ? ' on the node chosen below' : ' on the node of its last task';
     where.textContent = `The content of volume ${a.volume}${on} is replaced by this archive of ${localTime(a.time)}: files that are not in it are deleted.`;
   };
   select.addEventListener('change', showArchive);
+  nodeSelect?.addEventListener('change', showArchive);
   showArchive();
 
   const safety = h('input', { id: 'restore-safety', name: 'safetyBackup', type: 'checkbox', checked: true, 'aria-describedby': 'restore-safety-hint' });
@@ -116,6 +118,7 @@ function restoreForm(service, ctx, { dialog, archives, first, nodes, close, titl
         const a = chosen();
         const body = { type: 'restore', service, volume: a.volume, key: a.key, safetyBackup: safety.checked };
         if (nodeSelect) {
+          nodeSelect.setAttribute('aria-invalid', String(!nodeSelect.value));
           if (!nodeSelect.value) {
             error.textContent = 'Choose the node whose volume is restored.';
             nodeSelect.focus();

@@ -8,7 +8,7 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sd
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { S3 } from '../helpers/testbed.js';
 import { ADMIN_TOKEN, startServer, type RunningServer } from '../helpers/server.js';
-import { createAppService, execInTask, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
+import { createAppService, execInTask, hostnameOf, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
 import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client } from '../helpers/leftovers.js';
 import { ARTIFACTS, launchBrowser } from '../helpers/browser.js';
 
@@ -18,8 +18,12 @@ declare const document: any;
 const id = uid();
 const PREFIX = `cr-${id}`;
 const W1 = 'su-worker-1';
+const W2 = 'su-worker-2';
 const APP = `cr-app-${id}`;
 const VOL = `cr-data-${id}`;
+/** one task on each worker, each with its own volume of the same name */
+const MULTI = `cr-multi-${id}`;
+const MVOL = `cr-mdata-${id}`;
 const BACKUP_TOKEN = `cr-backup-token-${id}`;
 const RESTORE_TOKEN = `cr-restore-token-${id}`;
 const FINAL = ['succeeded', 'failed', 'canceled'];
@@ -53,19 +57,30 @@ let newer: Archive;
 const TRUNCATED = `${PREFIX}/${W1}_${VOL}_2001-01-01T00-00-00Z.tar.gz`;
 
 const sh = async (script: string): Promise<string> => execInTask((await runningTasks(APP))[0], ['sh', '-c', script]);
+/** runs `script` in the task of MULTI on `node` */
+async function shOn(node: string, script: string): Promise<string> {
+  for (const t of await runningTasks(MULTI)) if ((await hostnameOf(t.NodeID)) === node) return execInTask(t, ['sh', '-c', script]);
+  throw new Error(`${MULTI} runs no task on ${node}`);
+}
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function backup(): Promise<Archive> {
-  const r = await s.api('POST', '/jobs', { type: 'backup', service: APP, waitRes: true });
+async function backup(service = APP): Promise<Archive> {
+  const r = await s.api('POST', '/jobs', { type: 'backup', service, waitRes: true });
   expect(r.status, JSON.stringify(r.json)).toBe(200);
   const key = r.json.result.archives[0].key;
-  const listed = (await s.api('GET', `/backups?service=${APP}`)).json.backups.find((b: Archive) => b.key === key);
+  const listed = (await s.api('GET', `/backups?service=${service}`)).json.backups.find((b: Archive) => b.key === key);
   expect(listed, key).toBeTruthy();
   return listed;
 }
 
 beforeAll(async () => {
   [s, browser] = await Promise.all([startServer(ENV), launchBrowser()]);
+  await createAppService(MULTI, {
+    replicas: 2,
+    onWorkers: true,
+    mounts: [{ Type: 'volume', Source: MVOL, Target: '/data' }],
+    labels: { 'swarm-utils.backup.enable': 'true', 'swarm-utils.restore.token': RESTORE_TOKEN },
+  });
   await createAppService(APP, {
     constraints: [`node.hostname==${W1}`],
     mounts: [{ Type: 'volume', Source: VOL, Target: '/data' }],
@@ -94,9 +109,9 @@ afterAll(async () => {
   await browser?.close();
   const instance = s ? instanceOf(s) : null;
   await s?.stop();
-  await removeServices(APP);
+  await removeServices(APP, MULTI);
   if (instance) await removeHelperContainers([instance]);
-  await removeVolumes([VOL]);
+  await removeVolumes([VOL, MVOL]);
   await deleteS3Prefix(PREFIX);
 }, 120_000);
 
@@ -175,11 +190,14 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(first.state, `states seen: ${first.seen.join(' → ')}\n${await page.locator('main').textContent()}`).toBe('succeeded');
     const job = (await s.api('GET', `/jobs/${first.id}`)).json;
     expect(job.params).toEqual({ volume: VOL, key: older.key });
-    expect(job.result).toMatchObject({ key: older.key, ok: true, files: older.files, bytes: older.bytes, expected: { files: older.files, bytes: older.bytes } });
+    // v1: state.txt ("v1\n") and d/blob.bin (20000 bytes)
+    expect(job.result).toMatchObject({ key: older.key, ok: true, files: 2, bytes: 20_003 });
+    // compared with the counts recorded when the archive was staged, when it was
+    expect(job.result.expected).toEqual(older.files === undefined ? undefined : { files: 2, bytes: 20_003 });
     // the result, read for a person: the archive, what it held, what was recorded, passed
     const row = page.locator(`table.drills tr[data-key="${older.key}"]`);
     expect(await row.getAttribute('data-ok')).toBe('true');
-    expect(await row.locator('.drill-count').textContent()).toContain(`${older.files} files`);
+    expect(await row.locator('.drill-count').textContent()).toBe('2 files, 19.5 KiB');
     expect(await row.locator('.drill-outcome').textContent()).toContain('passed');
     expect(await page.locator('ol.steps > li').evaluateAll((lis) => lis.map((li) => [li.getAttribute('data-step'), li.getAttribute('data-state')]))).toEqual([
       ['resolve', 'done'],
@@ -198,7 +216,7 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(await archiveRow(page, newer.key).locator('.archive-drill').textContent()).toBe('never');
 
     // the newest archive of the volume: no key in the request, the API picks it
-    await page.getByRole('button', { name: `Drill the newest archive of volume ${VOL}…` }).click();
+    await page.getByRole('button', { name: new RegExp(`^Drill the newest archive\\s+of volume ${VOL}`) }).click();
     const newest = page.getByRole('dialog', { name: `Drill the newest archive of volume ${VOL}` });
     await newest.getByRole('button', { name: 'Start' }).click();
     const second = await jobEnds(page, `drill of service ${APP}`);
@@ -271,7 +289,7 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(await page.getByRole('button', { name: 'Drill all services…' }).count()).toBe(1);
     expect(await page.getByRole('button', { name: /^Back up/ }).count()).toBe(0);
     // the service's Restore…: the newest archive of the node it runs on is chosen at first
-    await card.getByRole('button', { name: `Restore service ${APP}…` }).click();
+    await card.getByRole('button', { name: new RegExp(`^Restore\\s+service ${APP}`) }).click();
     let dialog = page.getByRole('dialog', { name: `Restore service ${APP}` });
     await dialog.locator('#restore-archive').waitFor();
     expect(await dialog.locator('#restore-archive').inputValue()).toBe(newer.key);
@@ -325,6 +343,7 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(await result.textContent()).toContain(`${VOL} on node ${W1}`);
     expect(await result.locator('.safety-key').textContent()).toBe(job.result.safetyBackup.key);
     expect(job.result.safetyBackup.key).not.toBe(older.key);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'restore-job.png'), fullPage: true });
 
     // the volume holds v1 again, and the service runs
     await waitRunning(APP, 1);
@@ -333,7 +352,46 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(errors).toEqual([]);
   }, 240_000);
 
-  it('a restore token starts drill all from the page: one child per service it may restore, listed with its outcome', async () => {
+  it('a service on two nodes: the restore dialog asks which node, and the job restores that node’s volume only', async () => {
+    await shOn(W1, 'echo w1-v1 > /data/state.txt');
+    await shOn(W2, 'echo w2-v1 > /data/state.txt');
+    const made = (await s.api('POST', '/jobs', { type: 'backup', service: MULTI, waitRes: true })).json;
+    expect(made.state, JSON.stringify(made)).toBe('succeeded');
+    const fromW2 = made.result.archives.find((a: Archive) => a.node === W2).key;
+    await waitRunning(MULTI, 2);
+    await shOn(W1, 'echo w1-v2 > /data/state.txt');
+    await shOn(W2, 'echo w2-v2 > /data/state.txt');
+
+    const { page, errors } = await signedIn(RESTORE_TOKEN);
+    await page.goto(`${s.url}/#/services/${MULTI}`);
+    await archiveRow(page, fromW2).getByRole('button', { name: /^Restore/ }).click();
+    const dialog = page.getByRole('dialog', { name: `Restore service ${MULTI}` });
+    const node = dialog.getByLabel('Node whose volume is restored');
+    await node.waitFor();
+    expect(await node.locator('option').evaluateAll((o) => o.map((x) => x.getAttribute('value')))).toEqual(['', W1, W2]);
+    expect(await dialog.locator('.where').textContent()).toContain('on the node chosen below');
+    await dialog.getByLabel('Type the service name to confirm').fill(MULTI);
+    // no node chosen: the dialog says so, nothing is sent
+    await dialog.getByRole('button', { name: 'Restore', exact: true }).click();
+    await expect.poll(() => dialog.getByRole('alert').textContent()).toContain('Choose the node');
+    expect((await s.api('GET', `/jobs?type=restore&service=${MULTI}`)).json.jobs).toEqual([]);
+    await node.selectOption(W2);
+    expect(await dialog.locator('.where').textContent()).toContain(`volume ${MVOL} on node ${W2}`);
+    await dialog.getByLabel('Back up the current content first (safety backup)').uncheck();
+    await dialog.getByRole('button', { name: 'Restore', exact: true }).click();
+    const ended = await jobEnds(page, `restore of service ${MULTI}`);
+    expect(ended.state, (await page.locator('main').textContent()) ?? '').toBe('succeeded');
+    const job = (await s.api('GET', `/jobs/${ended.id}`)).json;
+    expect(job.params).toEqual({ volume: MVOL, key: fromW2, node: W2, safetyBackup: false });
+    expect(job.steps.find((x: any) => x.name === 'safety-backup').state).toBe('skipped');
+    expect(await page.locator('.restore-result').textContent()).toContain('none (not asked for)');
+    await waitRunning(MULTI, 2);
+    expect((await shOn(W2, 'cat /data/state.txt')).trim()).toBe('w2-v1');
+    expect((await shOn(W1, 'cat /data/state.txt')).trim()).toBe('w1-v2');
+    expect(errors).toEqual([]);
+  }, 240_000);
+
+  it('a restore token starts drill all from the page: one child per service it may restore, each listed with its outcome', async () => {
     const { page, errors } = await signedIn(RESTORE_TOKEN);
     await page.getByRole('link', { name: 'Services', exact: true }).click();
     await page.getByRole('button', { name: 'Drill all services…' }).click();
@@ -341,11 +399,14 @@ describe('drills and restores from the console, in a real browser', () => {
     const ended = await jobEnds(page, 'drill of all');
     expect(ended.state).toBe('succeeded');
     const job = (await s.api('GET', `/jobs/${ended.id}`)).json;
-    expect(job.result.children).toEqual([expect.objectContaining({ target: { service: APP }, state: 'succeeded' })]);
-    const child = job.result.children[0].id;
-    const item = page.locator('ul.children li');
-    expect(await item.count()).toBe(1);
-    expect(await item.textContent()).toContain(`service ${APP}`);
+    // the services whose restore token it is, and no other
+    expect(job.result.children.map((c: any) => [c.target.service, c.state]).sort()).toEqual([
+      [APP, 'succeeded'],
+      [MULTI, 'succeeded'],
+    ]);
+    const child = job.result.children.find((c: any) => c.target.service === APP).id;
+    expect(await page.locator('ul.children li').count()).toBe(2);
+    const item = page.locator('ul.children li', { hasText: `service ${APP} ` });
     expect(await item.textContent()).toContain('succeeded');
     await item.getByRole('link', { name: `#${child}` }).click();
     await page.getByRole('heading', { name: `Job #${child}: drill of service ${APP}` }).waitFor();
@@ -361,7 +422,7 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(types.some((t) => t.startsWith('drill'))).toBe(true);
     // the type filter knows the new types
     await page.getByLabel('Type', { exact: true }).selectOption('restore');
-    await expect.poll(() => page.locator('tr[data-job] td[data-label="Type"]').allTextContents()).toEqual([`restore ${VOL}`]);
+    await expect.poll(() => page.locator('tr[data-job] td[data-label="Type"]').allTextContents()).toEqual([`restore ${MVOL}`, `restore ${VOL}`]);
     await page.getByLabel('Type', { exact: true }).selectOption('');
     await expect.poll(() => page.locator('tr[data-job]').count()).toBeGreaterThan(1);
     await page.screenshot({ path: path.join(ARTIFACTS, 'jobs-restore.png'), fullPage: true });
