@@ -414,6 +414,23 @@ describe('drills and restores from the console, in a real browser', () => {
     expect(errors).toEqual([]);
   }, 240_000);
 
+  it('a token refused while the restore dialog is open: nothing is created, and the page returns to the prompt', async () => {
+    const { page, errors } = await signedIn(RESTORE_TOKEN);
+    await serviceView(page);
+    await archiveRow(page, newer.key).getByRole('button', { name: /^Restore/ }).click();
+    const dialog = page.getByRole('dialog', { name: `Restore service ${APP}` });
+    await dialog.getByLabel('Type the service name to confirm').fill(APP);
+    const before = (await s.api('GET', `/jobs?type=restore`)).json.jobs.length;
+    // as if the token had been taken out of the service's labels
+    await page.evaluate((k) => (globalThis as any).sessionStorage.setItem(k, 'revoked-token'), 'swarm-utils.token');
+    await dialog.getByRole('button', { name: 'Restore', exact: true }).click();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor({ timeout: 10_000 });
+    expect(await page.locator('#signin-error').textContent()).toContain('The token was refused');
+    expect(await page.locator('dialog[open]').count()).toBe(0);
+    expect((await s.api('GET', `/jobs?type=restore`)).json.jobs.length).toBe(before);
+    expect(errors).toEqual([]);
+  });
+
   it('screenshots: the jobs view with drills and restores, and the service view with its archives', async () => {
     const { page, errors } = await signedIn(ADMIN_TOKEN);
     await page.locator('tr[data-job]').first().waitFor();
