@@ -1,6 +1,7 @@
-// Starting jobs from the console: one entry per job type, one dialog for all of them.
-import { submitJob } from './api.js';
+// Starting jobs from the console: one entry per job type, one dialog for all of them (restore has its own: restore.js).
+import { archiveFacts, submitFrom } from './dialog.js';
 import { h } from './dom.js';
+import { openRestore } from './restore.js';
 
 const who = (t) => (t.all ? 'all' : t.service ? `service ${t.service}` : `node ${t.node}`);
 
@@ -43,16 +44,48 @@ export const ACTIONS = {
       },
     ],
   },
+  restore: {
+    label: 'Restore',
+    title: (t) => `Restore ${who(t)}`,
+    // its own dialog: the archive is chosen and named, and the service name typed to confirm
+    open: (target, ctx, extra) => openRestore(target.service, ctx, extra),
+  },
+  drill: {
+    label: 'Drill',
+    title: (t, x = {}) =>
+      t.all ? 'Drill all services' : x.archive ? `Drill an archive of ${who(t)}` : x.volume ? `Drill the newest archive of volume ${x.volume}` : `Drill ${who(t)}`,
+    text: (t, x = {}) =>
+      t.all
+        ? 'Proves that the newest archive of each volume of every service this token may restore can be restored: each is downloaded and unpacked completely into a scratch volume, counted, and compared with what was recorded when it was made. The services are not touched.'
+        : x.archive
+          ? `Downloads this archive and unpacks it completely into a scratch volume, counts its files and bytes and compares them with what was recorded when it was made. ${t.service} is not touched.`
+          : `Downloads the newest archive of ${x.volume ? `volume ${x.volume}` : `each volume of ${t.service}`} and unpacks it completely into a scratch volume, counts its files and bytes and compares them with what was recorded when it was made. ${t.service} is not touched.`,
+    fields: [],
+  },
 };
 
 /** the job types the console knows, in the order of their buttons */
 export const JOB_TYPES = Object.keys(ACTIONS);
 
+/** may this token start a job of `type` now: listed in a service's (or GET /services' `all`) actions without a refusal */
+export const mayStart = (actions, type) => actions.some((x) => x.type === type && !x.refusal);
+
+/** the part of a POST /jobs body an archive or a volume adds (drill, restore) */
+export const archiveBody = ({ archive, volume } = {}) => (archive ? { volume: archive.volume, key: archive.key } : volume ? { volume } : {});
+
+/** Opens the dialog of a job type on a target, its own (restore) or the common one. */
+export function start(type, target, ctx, extra = {}) {
+  const a = ACTIONS[type];
+  if (a.open) return a.open(target, ctx, extra);
+  return openAction(type, target, ctx, extra);
+}
+
 /**
- * Opens the dialog of one action on one target ({service} | {node} | {all: true}).
- * A started job opens its own view; an error answer stays in the dialog as the API's message.
+ * Opens the dialog of one action on one target ({service} | {node} | {all: true}); `extra` names an
+ * archive ({archive}) or a volume ({volume}) of the service (drill). A started job opens its own view;
+ * an error answer stays in the dialog as the API's message.
  */
-export function openAction(type, target, ctx) {
+export function openAction(type, target, ctx, extra = {}) {
   const a = ACTIONS[type];
   const dialog = document.getElementById('dialog');
   const error = h('p', { class: 'error', role: 'alert' });
@@ -69,32 +102,23 @@ export function openAction(type, target, ctx) {
       'aria-describedby': f.hint ? `field-${f.name}-hint` : null,
     }),
   }));
-  const start = h('button', { type: 'submit', class: 'primary' }, 'Start');
+  const startButton = h('button', { type: 'submit', class: 'primary' }, 'Start');
   const form = h(
     'form',
     {
       onsubmit: async (e) => {
         e.preventDefault();
-        const body = { type, ...target };
+        const body = { type, ...target, ...archiveBody(extra) };
         for (const { f, input } of inputs) if (input.value.trim()) body[f.name] = input.value.trim();
-        start.disabled = true;
+        startButton.disabled = true;
         error.textContent = '';
-        try {
-          const job = await submitJob(body);
-          dialog.close();
-          ctx.navigate(`#/jobs/${job.id}`);
-        } catch (err) {
-          if (err.status === 401) {
-            dialog.close();
-            ctx.fail(err);
-          } else error.textContent = `${err.message} (${err.code})`;
-        } finally {
-          start.disabled = false;
-        }
+        await submitFrom(dialog, body, error, ctx);
+        startButton.disabled = false;
       },
     },
-    h('h2', { id: 'dialog-title' }, a.title(target)),
-    h('p', {}, a.text(target)),
+    h('h2', { id: 'dialog-title' }, a.title(target, extra)),
+    h('p', {}, a.text(target, extra)),
+    extra.archive ? archiveFacts(extra.archive) : null,
     inputs.map(({ f, input }) =>
       h(
         'div',
@@ -105,12 +129,12 @@ export function openAction(type, target, ctx) {
       ),
     ),
     error,
-    h('div', { class: 'buttons' }, start, h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel')),
+    h('div', { class: 'buttons' }, startButton, h('button', { type: 'button', onclick: () => dialog.close() }, 'Cancel')),
   );
   dialog.setAttribute('aria-labelledby', 'dialog-title');
   dialog.replaceChildren(form);
   dialog.showModal();
-  (inputs[0]?.input ?? start).focus();
+  (inputs[0]?.input ?? startButton).focus();
 }
 
 /**
@@ -129,7 +153,7 @@ export function actionButtons(actions, target, ctx) {
           allowed.map((x) =>
             h(
               'button',
-              { type: 'button', 'data-action': x.type, 'data-key': `action-${x.type}-${who(target)}`, onclick: () => openAction(x.type, target, ctx) },
+              { type: 'button', 'data-action': x.type, 'data-key': `action-${x.type}-${who(target)}`, onclick: () => start(x.type, target, ctx) },
               target.all ? ACTIONS[x.type].title(target) : [ACTIONS[x.type].label, h('span', { class: 'visually-hidden' }, ` ${who(target)}`)],
               '…',
             ),

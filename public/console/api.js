@@ -59,3 +59,5 @@ export const cancelJob = (id) => api('POST', `/jobs/${encodeURIComponent(id)}/ca
 export const submitJob = (body) => api('POST', '/jobs', body);
 /** the archives in the bucket: {backups: [{key, node, volume, time, size, encrypted, files?, bytes?, verifiedAt?, lastDrill?}], next} */
 export const listBackups = (filters) => api('GET', `/backups${query(filters)}`);
+/** GET /service/status: the service's tasks (node, state) among other things; logs=0 asks for no log lines */
+export const getStatus = (service) => api('GET', `/service/status${query({ service, logs: 0 })}`);

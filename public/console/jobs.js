@@ -1,13 +1,25 @@
 // Jobs: the list (newest first, filters, live) and one job (steps, times, outputs, error, cancel).
 import { cancelJob, getJob, getServices, listJobs } from './api.js';
-import { JOB_TYPES } from './actions.js';
+import { baseName } from './dialog.js';
+import { resultView } from './results.js';
 import { announce, badge, duration, h, replaceContent, targetText, time } from './dom.js';
 
+/** every job type of the API (README "HTTP API"), also those the console has no button for (migrate) */
+const TYPES = ['clean', 'backup', 'update', 'restore', 'drill', 'migrate'];
 const STATES = ['queued', 'running', 'succeeded', 'failed', 'canceled'];
 const FINAL = ['succeeded', 'failed', 'canceled'];
 const FILTERS = ['type', 'state', 'service', 'node'];
 
 const targetLink = (t) => (t.service ? h('a', { href: `#/services/${encodeURIComponent(t.service)}` }, targetText(t)) : targetText(t));
+
+/** what a job acts on beyond its target, in a few words: the volume of a restore or drill, an update's image, a migration's node */
+function what(j) {
+  const p = j.params ?? {};
+  if (j.type === 'update' && p.image) return p.image;
+  if (j.type === 'migrate' && p.to) return `to ${p.to}`;
+  if ((j.type === 'restore' || j.type === 'drill') && (p.volume || p.key)) return p.volume ?? baseName(p.key);
+  return '';
+}
 
 /** the jobs table; `compact` leaves out the target (a service's own jobs) */
 export function jobsTable(jobs, { caption, compact = false } = {}) {
@@ -29,7 +41,7 @@ export function jobsTable(jobs, { caption, compact = false } = {}) {
             'tr',
             { 'data-job': j.id, 'data-state': j.state },
             h('th', { scope: 'row', 'data-label': 'Job' }, h('a', { href: `#/jobs/${j.id}`, 'data-key': `job-${j.id}` }, `#${j.id}`)),
-            h('td', { 'data-label': 'Type' }, j.type),
+            h('td', { 'data-label': 'Type' }, j.type, what(j) ? h('span', { class: 'muted what' }, ` ${what(j)}`) : null),
             compact ? null : h('td', { 'data-label': 'Target' }, targetLink(j.target)),
             h('td', { 'data-label': 'State' }, badge(j.state), j.error ? h('span', { class: 'code' }, ` ${j.error.code}`) : null),
             h('td', { 'data-label': 'Created' }, time(j.createdAt)),
@@ -67,7 +79,7 @@ function filterForm(filters, apply) {
   const form = h(
     'form',
     { class: 'filters', 'aria-label': 'Filter jobs' },
-    select('type', 'Type', JOB_TYPES, filters.type),
+    select('type', 'Type', TYPES, filters.type),
     select('state', 'State', STATES, filters.state),
     textFilter('service', 'Service', filters.service, 'known-services'),
     textFilter('node', 'Node', filters.node, 'known-nodes'),
@@ -188,20 +200,6 @@ function steps(job) {
   );
 }
 
-function result(job) {
-  const children = job.result?.children;
-  if (Array.isArray(children)) {
-    return h(
-      'ul',
-      { class: 'children' },
-      children.map((c) =>
-        h('li', {}, h('a', { href: `#/jobs/${c.id}` }, `#${c.id}`), ` ${targetText(c.target)} `, badge(c.state), c.error ? ` ${c.error.code}: ${c.error.message}` : ''),
-      ),
-    );
-  }
-  return h('details', { 'data-key': 'result' }, h('summary', {}, 'Result (JSON)'), h('pre', {}, json(job.result)));
-}
-
 /** #/jobs/:id */
 export function jobView(main, ctx, id) {
   const heading = h('h1', { tabindex: -1 }, `Job #${id}`);
@@ -237,7 +235,7 @@ export function jobView(main, ctx, id) {
       job.error ? h('div', { class: 'errorbox' }, h('h2', {}, 'Error'), h('p', {}, h('strong', { class: 'code' }, job.error.code), ' ', job.error.message)) : null,
       h('h2', {}, 'Steps'),
       steps(job),
-      job.result !== null && job.result !== undefined ? [h('h2', {}, 'Result'), result(job)] : null,
+      job.result !== null && job.result !== undefined ? [h('h2', {}, 'Result'), resultView(job)] : null,
     );
   }
 

@@ -1,6 +1,6 @@
 // Services: what this token may see, their swarm-utils labels (redacted by the API), replicas,
 // the last successful backup and the last drill per volume and node, the archives in the bucket (one
-// service's view), and the actions the token may take.
+// service's view, each with drill and restore where the token may), and the actions the token may take.
 import { getServices, listJobs } from './api.js';
 import { ACTIONS, actionButtons, openAction } from './actions.js';
 import { archivesSection, drillCell } from './archives.js';
@@ -154,7 +154,7 @@ export function servicesView(main, ctx) {
 export function serviceView(main, ctx, name) {
   const body = h('div');
   const jobs = h('div');
-  const archives = archivesSection(name);
+  const archives = archivesSection(name, ctx);
   archives.section.hidden = true;
   /** the volumes' last backups and drills the archives were loaded for: loaded again when they change */
   let archivesFor = null;
@@ -180,6 +180,7 @@ export function serviceView(main, ctx, name) {
     replaceContent(jobs, jobsTable(recent.jobs, { caption: `Recent jobs of ${name}`, compact: true }));
     // the archives: only for a token that may back the service up or restore it; the bucket is read again only when a backup or drill changed something
     archives.section.hidden = !svc || svc.volumes === null;
+    archives.allow(svc?.actions ?? []);
     const volumes = svc && svc.volumes !== null ? JSON.stringify(svc.volumes) : null;
     if (volumes !== null && volumes !== archivesFor) {
       archivesFor = volumes;

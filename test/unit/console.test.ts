@@ -102,7 +102,7 @@ describe('GET /services', () => {
       { type: 'clean', refusal: { code: 'NOT_ENABLED', message: expect.stringContaining('swarm-utils.clean.enable') } },
       { type: 'backup', refusal: null },
       { type: 'update', refusal: null },
-      // an admin may restore, drill and migrate too (the console has no buttons for them yet)
+      // an admin may restore, drill and migrate too (the console offers restore and drill; migrate is for the API)
       { type: 'restore', refusal: null },
       { type: 'drill', refusal: null },
       { type: 'migrate', refusal: null },
