@@ -76,6 +76,7 @@ describe('loadConfig: defaults', () => {
       jobRetentionDays: 30,
       logLevel: 'info',
       shutdownTimeoutMs: 30_000,
+      stateCopy: { enabled: true, intervalMs: 5_000 },
       backupEnv: {},
       notify: { url: null, on: 'failure', format: 'json' },
     } satisfies Config);

@@ -1,0 +1,5 @@
+/** A Docker error that says this manager is cut off from the swarm's quorum (Raft has no leader it can reach). */
+export function isNoQuorum(e: unknown): boolean {
+  const message = e instanceof Error ? e.message : String(e);
+  return /does not have a leader|too few managers are online|no elected cluster leader|lost quorum/i.test(message);
+}
