@@ -39,6 +39,8 @@ export interface GateOptions {
   onFenced(message: string): void;
   /** the swarm answers again after a loss of quorum */
   onQuorum?(): void;
+  /** how often a manager without quorum asks the swarm again (QUORUM_POLL_MS) */
+  quorumPollMs?: number;
 }
 
 export class BucketGate implements StateGate {
@@ -209,7 +211,7 @@ export class BucketGate implements StateGate {
     const { log, docker } = this.opts;
     log.warn('this manager is cut off from the swarm’s quorum (Docker refuses changes): waiting; nothing is claimed and no job is failed for it');
     for (;;) {
-      await sleep(QUORUM_POLL_MS);
+      await sleep(this.opts.quorumPollMs ?? QUORUM_POLL_MS);
       // whatever the swarm says, a takeover elsewhere ends this process
       await this.check().catch((e: unknown) => {
         if (this.fenced) throw e;
