@@ -114,11 +114,16 @@ beforeAll(async () => {
   const pushed = await buildSwarmUtilsImage();
   expect(pushed).toMatch(/@sha256:[a-f0-9]{64}$/);
 
-  // one at a time: a second member added before the first one joined Raft would need it for the quorum
+  // a swarm whose Raft is already slow is not reshaped (adding members to it can stall it for everyone)
+  const before = await raftWriteMs();
+  if (before > 3_000) throw new Error(`a write to the swarm takes ${before} ms: its Raft is not healthy enough to add managers to; nothing was changed`);
+  // one at a time, each checked: a member added before the previous one joined would need it for the quorum
   promoted = true;
   for (const w of WORKER_NAMES) {
-    await dockerCli(['node', 'promote', w]);
-    await until(`${w} a reachable manager`, 90_000, async () => ((await roles())[w] === 'manager/ready/reachable' ? true : null), async () => JSON.stringify(await roles()));
+    await dockerCli(['node', 'promote', w], { timeoutMs: 60_000 });
+    await until(`${w} a reachable manager`, 60_000, async () => ((await roles())[w] === 'manager/ready/reachable' ? true : null), async () => JSON.stringify(await roles()));
+    const ms = await raftWriteMs();
+    if (ms > 10_000) throw new Error(`with ${w} a manager a write to the swarm takes ${ms} ms`);
   }
 
   createdSecrets.push(...(await createOwnSecrets(SECRETS, OWN)));
@@ -221,17 +226,36 @@ async function removeOwnedEverywhere(): Promise<void> {
  * left are removed by up.sh, which runs again if the swarm is not in its shape.
  */
 async function demoteWorkers(): Promise<void> {
-  for (let round = 0; round < 2; round++) {
-    const entries = (await manager.listNodes()).filter((n: any) => WORKER_NAMES.includes(n.Description?.Hostname) && n.Spec.Role === 'manager');
+  const isMember = (n: any) => n.Spec.Role === 'manager' || n.ManagerStatus !== undefined;
+  for (let round = 0; round < 3; round++) {
+    // a promotion or demotion still under way settles first (its role and its Raft membership agree)
+    await until('the roles of the workers settled', 60_000, async () =>
+      (await manager.listNodes()).filter((n: any) => WORKER_NAMES.includes(n.Description?.Hostname)).every((n: any) => (n.Spec.Role === 'manager') === (n.ManagerStatus !== undefined)),
+    ).catch(() => undefined);
+    const entries = (await manager.listNodes()).filter((n: any) => WORKER_NAMES.includes(n.Description?.Hostname) && isMember(n));
+    if (!entries.length) break;
     entries.sort((x: any, y: any) => Number(x.ManagerStatus?.Reachability === 'reachable') - Number(y.ManagerStatus?.Reachability === 'reachable'));
     for (const n of entries) {
-      await dockerCli(['node', 'demote', n.ID], { mayFail: true });
-      await until(`${n.Description.Hostname} (${n.ID}) a worker again`, 60_000, async () => ((await manager.getNode(n.ID).inspect().catch(() => null))?.Spec?.Role ?? 'worker') === 'worker');
+      await dockerCli(['node', 'demote', n.ID], { mayFail: true, timeoutMs: 60_000 });
+      await until(`${n.Description.Hostname} (${n.ID}) out of the managers`, 60_000, async () => {
+        const now: any = await manager.getNode(n.ID).inspect().catch(() => null);
+        return !now || !isMember(now);
+      }).catch(() => undefined);
     }
-    if (!entries.length) break;
   }
-  const left = (await manager.listNodes()).filter((n: any) => n.Spec.Role === 'manager').map((n: any) => n.Description.Hostname);
+  const left = (await manager.listNodes()).filter(isMember).map((n: any) => n.Description.Hostname);
   if (left.join() !== hostName) throw new Error(`managers left: ${left.join(', ')}`);
+  const ms = await raftWriteMs();
+  if (ms > 5_000) throw new Error(`a write to the swarm takes ${ms} ms after the demotions`);
+}
+
+/** how long one write to the swarm's store takes (a label of the test's own on the host's node, set and removed) */
+async function raftWriteMs(): Promise<number> {
+  const t0 = Date.now();
+  await dockerCli(['node', 'update', '--label-add', 'swarm-utils.test.raft-probe=1', hostName], { timeoutMs: 60_000 });
+  const ms = Date.now() - t0;
+  await dockerCli(['node', 'update', '--label-rm', 'swarm-utils.test.raft-probe', hostName], { timeoutMs: 60_000 });
+  return ms;
 }
 
 /** what an interrupted run of this file left: its stack and service; refuses secrets it did not create (createOwnSecrets checks) */
