@@ -122,8 +122,8 @@ beforeAll(async () => {
   for (const w of WORKER_NAMES) {
     await dockerCli(['node', 'promote', w], { timeoutMs: 60_000 });
     await until(`${w} a reachable manager`, 60_000, async () => ((await roles())[w] === 'manager/ready/reachable' ? true : null), async () => JSON.stringify(await roles()));
-    const ms = await raftWriteMs();
-    if (ms > 10_000) throw new Error(`with ${w} a manager a write to the swarm takes ${ms} ms`);
+    // the first writes after a promotion wait for the new member; then they are quick again
+    await raftSettled(`with ${w} a manager`);
   }
 
   createdSecrets.push(...(await createOwnSecrets(SECRETS, OWN)));
@@ -245,8 +245,19 @@ async function demoteWorkers(): Promise<void> {
   }
   const left = (await manager.listNodes()).filter(isMember).map((n: any) => n.Description.Hostname);
   if (left.join() !== hostName) throw new Error(`managers left: ${left.join(', ')}`);
-  const ms = await raftWriteMs();
-  if (ms > 5_000) throw new Error(`a write to the swarm takes ${ms} ms after the demotions`);
+  await raftSettled('after the demotions');
+}
+
+/** writes to the swarm are quick (under 2 s) again within a minute */
+async function raftSettled(when: string): Promise<void> {
+  const end = Date.now() + 60_000;
+  const seen: number[] = [];
+  for (;;) {
+    const ms = await raftWriteMs();
+    seen.push(ms);
+    if (ms < 2_000) return;
+    if (Date.now() > end) throw new Error(`${when}, writes to the swarm stay slow: ${seen.join(', ')} ms`);
+  }
 }
 
 /** how long one write to the swarm's store takes (a label of the test's own on the host's node, set and removed) */
