@@ -93,6 +93,10 @@ async function nodeLog(node: string, containerId: string): Promise<string> {
   return r.stdout + r.stderr;
 }
 
+async function nodeId(hostname: string): Promise<string> {
+  return ((await manager.listNodes()).find((n: any) => n.Description?.Hostname === hostname && n.Status?.State !== 'down')?.ID as string) ?? '';
+}
+
 async function roles(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of await manager.listNodes()) out[n.Description.Hostname] = `${n.Spec.Role}/${n.Status.State}/${n.ManagerStatus?.Reachability ?? '-'}`;
@@ -323,25 +327,27 @@ describe('losing the manager that runs swarm-utils', () => {
     proxy.resume();
     const lostId = before.task.NodeID as string;
     const seen: Record<string, number> = {};
-    let after: { task: any; node: string } | null = null;
-    await until('swarm-utils on the other manager and the service running again', 240_000, async () => {
+    await until('the service running again at its 2 replicas', 240_000, async () => {
       if (!seen.nodeDown && (await manager.getNode(lostId).inspect()).Status.State === 'down') seen.nodeDown = Date.now();
-      if (!after) {
-        const r = await runningSwarmUtils();
-        if (r && r.node === other) {
-          after = r;
-          seen.swarmUtilsRunning = Date.now();
-        }
+      if (!seen.swarmUtilsStarted) {
+        const tasks = await manager.listTasks({ filters: { service: [SERVICE], 'desired-state': ['running'], node: [await nodeId(other)] } });
+        if (tasks.some((t: any) => ['starting', 'running'].includes(t.Status?.State))) seen.swarmUtilsStarted = Date.now();
       }
-      if (after && (await runningTasks(APP)).length === 2) seen.serviceRunning = Date.now();
+      if ((await runningTasks(APP)).length === 2) seen.serviceRunning = Date.now();
       return seen.serviceRunning ? true : null;
     }, diagnostics);
-    const ms = (k: string) => (seen[k] ? `${((seen[k]! - t0) / 1000).toFixed(1)} s` : 'not seen');
-    console.log(
-      `manager ${lost} lost → ${APP} running again at 2 replicas after ${ms('serviceRunning')} ` +
-        `(daemon stopped after ${((stopped - t0) / 1000).toFixed(1)} s, node down after ${ms('nodeDown')}, swarm-utils running on ${other} after ${ms('swarmUtilsRunning')})`,
-    );
     expect((await inspect(APP)).Spec.Mode.Replicated.Replicas).toBe(2);
+    const after = await until(`swarm-utils running on ${other}`, 120_000, runningSwarmUtils, diagnostics);
+    expect(after.node).toBe(other);
+    const log = await nodeLog(other, after.task.Status.ContainerStatus.ContainerID);
+    // when the new process restored the copy, by its own log
+    const restoredAt = Date.parse(/"time":"([^"]+)"[^\n]*no local database: restored the bucket’s copy/.exec(log)?.[1] ?? '');
+    const s = (at: number | undefined) => (at ? `${((at - t0) / 1000).toFixed(1)} s` : 'not seen');
+    console.log(
+      `manager ${lost} lost → ${APP} running again at 2 replicas after ${s(seen.serviceRunning)} ` +
+        `(its daemon stopped after ${s(stopped)}, the node seen down after ${s(seen.nodeDown)}, swarm-utils starting on ${other} after ${s(seen.swarmUtilsStarted)}, ` +
+        `the state restored from the bucket after ${s(Number.isNaN(restoredAt) ? undefined : restoredAt)})`,
+    );
 
     await until(`/healthz of swarm-utils on ${other}`, 60_000, async () => (await api(other, 'GET', '/healthz', 2_000)).status === 200);
     const done = await until(`job ${jobId} ended`, 120_000, async () => {
@@ -362,7 +368,6 @@ describe('losing the manager that runs swarm-utils', () => {
     expect(done.result.takeover.message).toMatch(/the manager that ran this job was lost; another instance restored the state from the bucket/);
     expect(done.result.archives).toEqual([expect.objectContaining({ node: other, volume: APP_VOLUME })]);
 
-    const log = await nodeLog(other, (after as unknown as { task: any }).task.Status.ContainerStatus.ContainerID);
     expect(log).toContain('no local database: restored the bucket’s copy');
     expect(log).toContain('resuming job taken over from a lost manager');
     for (const secret of [TOKEN, S3_SECRET, REGISTRY_AUTH.password]) expect(log).not.toContain(secret);
