@@ -92,7 +92,7 @@ async function phases(db: Db, dir: string, store: StateStore) {
   copy.close();
   const t2 = performance.now();
   const raw = fs.readFileSync(file);
-  const body = await gzip(raw);
+  const body = await gzip(raw, { level: 1 });
   const t3 = performance.now();
   await store.put(body, { generation: 1, writer: 'bench', installation: 'bench1' }, { etag: (await store.head())?.etag ?? null });
   const t4 = performance.now();
@@ -138,7 +138,7 @@ async function backupRun(path: string, store: StateStore | null): Promise<{ ms: 
   let gate: BucketGate | null = null;
   if (store) {
     const counting: StateStore = { ...store, key: store.key, conditional: null, put: async (...args) => (copies++, store.put(...args)) };
-    gate = new BucketGate({ db, store: counting, log: deps.log, docker, intervalMs: 3_600_000, dir: tempDbPath().replace(/\/test\.db$/, ''),
+    gate = new BucketGate({ db, store: counting, log: deps.log, docker, intervalMs: 3_600_000, dir: path.replace(/\/test\.db$/, ''),
       base: await store.head(), restored: null, onFenced: (m) => { throw new Error(m); } });
     // the state as it stands before the backup is in the bucket already (the periodic copy)
     await gate.flush();
@@ -161,6 +161,7 @@ async function backupRun(path: string, store: StateStore | null): Promise<{ ms: 
 }
 
 const { db, path } = history(jobs);
+process.on('exit', () => fs.rmSync(path.replace(/\/test\.db$/, ''), { recursive: true, force: true }));
 const real = await s3rver();
 const store = real ?? memoryStore();
 console.log(`database: ${jobs} finished backups, ${(fs.statSync(path).size / 1e6).toFixed(1)} MB; bucket: ${real ? 's3rver of the test swarm' : 'in memory (s3rver does not answer)'}`);

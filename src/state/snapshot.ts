@@ -32,7 +32,8 @@ export async function snapshot(db: Db, dir: string): Promise<Buffer> {
     } finally {
       copy.close();
     }
-    return await gzip(await fs.readFile(file));
+    // level 1: a third of the time of the default for a fifth more bytes (bench/state-copy.ts)
+    return await gzip(await fs.readFile(file), { level: 1 });
   } finally {
     await Promise.all([file, `${file}-journal`, `${file}-wal`, `${file}-shm`].map((f) => fs.rm(f, { force: true })));
   }
