@@ -27,6 +27,8 @@ export interface StateGate {
    * action (S3_ERROR); compensation is not strict (it acts all the same). Throws when another instance took over.
    */
   beforeAct(opts: { strict: boolean; signal?: AbortSignal }): Promise<void>;
+  /** resolves true once the copy holds every change made so far, false when that took longer than `ms` (it goes on) */
+  copied(ms: number): Promise<boolean>;
   /** a Docker call met a manager cut off from the quorum: resolves when the swarm answers again (logged once) */
   waitQuorum(signal?: AbortSignal): Promise<void>;
   /** true while cut off from the quorum: nothing is claimed */

@@ -112,6 +112,17 @@ export class BucketGate implements StateGate {
     }
   }
 
+  async copied(ms: number): Promise<boolean> {
+    if (this.fenced) return false;
+    try {
+      await raceSignal(this.flush(), AbortSignal.timeout(ms));
+      return true;
+    } catch {
+      // the periodic copy tries again
+      return false;
+    }
+  }
+
   /** the last copy, at most `ms` from now (a graceful stop); false when it did not make it */
   async close(ms: number): Promise<boolean> {
     this.stop();

@@ -13,6 +13,7 @@ import { createAppService, inspect, manager, removeServices, runningTasks, serve
 import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client } from '../helpers/leftovers.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 import { openCopy } from '../helpers/state-fixture.js';
+import { containerLifetimes } from '../helpers/events.js';
 
 const id = uid();
 const W1 = 'su-worker-1';
@@ -103,6 +104,7 @@ let inst = '';
 let copied: { body: Buffer; meta: Record<string, string>; etag: string };
 let stoppedVersion = 0;
 let image = '';
+let since = 0;
 
 beforeAll(async () => {
   // helpers on the workers reach the proxy on the bridge address
@@ -146,6 +148,7 @@ afterAll(async () => {
 
 describe('the state in the bucket', () => {
   it('while a stop=true backup holds a service down, the bucket’s copy has its record and hold, and no token, password, S3 secret or requester key', async () => {
+    since = Date.now();
     a = await server(env());
     inst = instanceOf(a);
     expect(a.output()).toContain('state copy to the bucket: on');
@@ -173,16 +176,11 @@ describe('the state in the bucket', () => {
     expect(u.status, JSON.stringify(u.json)).toBe(202);
     updateId = u.json.id;
 
-    copied = await until('a copy in the bucket that holds the queued update', 30_000, async () => {
-      const c = await bucketCopy();
-      if (!c) return null;
-      const { db } = await openCopy(c.body);
-      try {
-        return db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(updateId) ? c : null;
-      } finally {
-        db.close();
-      }
-    });
+    // an accepted job is in the bucket's copy before the answer
+    copied = (await bucketCopy())!;
+    const { db: atAnswer } = await openCopy(copied.body);
+    expect(atAnswer.prepare('SELECT state FROM jobs WHERE id = ?').pluck().get(updateId)).toBe('queued');
+    atAnswer.close();
     expect(Number(copied.meta.generation)).toBeGreaterThan(0);
     expect(copied.meta.installation).toBe(inst);
     const { db, raw } = await openCopy(copied.body);
@@ -266,6 +264,8 @@ describe('the state in the bucket', () => {
     expect((await inspect(SVC)).Spec.Mode.Replicated.Replicas).toBe(1);
     // one archive helper, the one the lost process made: reattached, not made twice
     expect(b.output()).toContain('resuming job taken over from a lost manager');
+    const helpers = await containerLifetimes(dockerFor(W1), since, (n) => n.startsWith(`swarm-utils-${inst}-${backupId}-archive-`));
+    expect(helpers.map((h) => h.name)).toHaveLength(1);
 
     const update = await waitJob(b, updateId);
     expect([update.state, update.error?.code], JSON.stringify(update)).toEqual(['failed', 'UNSUPPORTED']);

@@ -432,7 +432,9 @@ describe('takeover at start-up', () => {
 describe('a manager cut off from the quorum', () => {
   it('knows Docker’s answer', () => {
     expect(isNoQuorum(new AppError('DOCKER_ERROR', NO_LEADER))).toBe(true);
+    expect(isNoQuorum(new AppError('DOCKER_ERROR', 'rpc error: code = DeadlineExceeded desc = context deadline exceeded'))).toBe(true);
     expect(isNoQuorum(new AppError('DOCKER_ERROR', 'update out of sequence'))).toBe(false);
+    expect(isNoQuorum(new AppError('TIMEOUT', 'Docker did not answer service.update within 30000 ms'))).toBe(false);
   });
 
   it('waits, logs it once, claims nothing meanwhile, and goes on when the swarm answers again', async () => {
