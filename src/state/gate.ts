@@ -93,7 +93,7 @@ export class BucketGate implements StateGate {
       if (opts.signal?.aborted) throw e;
       const why = e instanceof Error ? e.message : String(e);
       if (opts.strict) throw new AppError('S3_ERROR', `the state could not be copied to the bucket before acting, so nothing was done: ${why}`);
-      this.opts.log.warn({ err: why }, 'the state could not be copied to the bucket before a compensation: it acts all the same');
+      this.opts.log.warn({ err: why }, 'the state could not be copied to the bucket before a compensation or a clean-up: it acts all the same');
     }
   }
 
@@ -126,14 +126,9 @@ export class BucketGate implements StateGate {
   /** the last copy, at most `ms` from now (a graceful stop); false when it did not make it */
   async close(ms: number): Promise<boolean> {
     this.stop();
-    if (this.fenced) return false;
-    try {
-      await raceSignal(this.flush(), AbortSignal.timeout(ms));
-      return true;
-    } catch (e) {
-      this.opts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'the last state copy before the exit did not make it');
-      return false;
-    }
+    const ok = await this.copied(ms);
+    if (!ok && !this.fenced) this.opts.log.warn('the last state copy before the exit did not make it: the bucket keeps the one before');
+    return ok;
   }
 
   /** reads the bucket's object and fences this process when another instance took over */
