@@ -331,6 +331,9 @@ const fieldsSchema = z
     SWARM_UTILS_NOTIFY_ON: envVar<NotifyOn>('failure', oneOf(NOTIFY_ON)),
     SWARM_UTILS_NOTIFY_FORMAT: envVar<NotifyFormat>('json', oneOf(NOTIFY_FORMATS)),
     SWARM_UTILS_SHUTDOWN_TIMEOUT: intVar(30_000, 1_000, MAX_TIMER_MS),
+    // README "Losing its manager": the database copied to the bucket (only with S3 configured)
+    SWARM_UTILS_STATE_COPY: boolVar(true),
+    SWARM_UTILS_STATE_COPY_INTERVAL: intVar(5_000, 1_000, 3_600_000),
   })
   // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to report
   .catchall(z.string());
@@ -451,6 +454,10 @@ function toConfig(fields: Fields, inImage: boolean) {
     backupRetentionDays: fields.SWARM_UTILS_BACKUP_RETENTION_DAYS,
     logLevel: fields.SWARM_UTILS_LOG_LEVEL,
     shutdownTimeoutMs: fields.SWARM_UTILS_SHUTDOWN_TIMEOUT,
+    stateCopy: {
+      enabled: fields.SWARM_UTILS_STATE_COPY,
+      intervalMs: fields.SWARM_UTILS_STATE_COPY_INTERVAL,
+    },
     backupEnv: backupEnvOf(fields),
     notify: {
       url: fields.SWARM_UTILS_NOTIFY_URL?.trim() || null,

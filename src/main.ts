@@ -1,7 +1,11 @@
-import { exitOnInvalidConfig, loadConfig } from './config.js';
+import { type Config, exitOnInvalidConfig, loadConfig } from './config.js';
 import { instanceId, isWritable, openDb } from './db/index.js';
 import { acquireProcessLock } from './db/lockfile.js';
-import { createLogger } from './log.js';
+import { type Logger, createLogger } from './log.js';
+import { BucketGate } from './state/gate.js';
+import { copyDir } from './state/snapshot.js';
+import { type StateStore, createStateStore } from './state/store.js';
+import { takeOver } from './state/takeover.js';
 import { CALL_TIMEOUT_MS, createDockerPort } from './swarm/dockerode.js';
 import { Worker } from './engine/worker.js';
 import { JOB_KINDS } from './jobs/index.js';
@@ -19,6 +23,23 @@ import { exitOnOldNode } from './node-version.js';
 
 /** what the graceful stop keeps for closing the database and exiting once the jobs settled */
 const EXIT_MARGIN_MS = 500;
+/** what it keeps for the last copy of the state to the bucket */
+const LAST_COPY_MS = 2_000;
+/** exit code of a process that found that another instance took over (README "Losing its manager") */
+const EXIT_FENCED = 3;
+
+/** the copy of the database in the bucket: with S3 configured, unless SWARM_UTILS_STATE_COPY=false */
+function stateStoreOf(config: Config, log: Logger): StateStore | null {
+  const s3 = config.s3;
+  const why = !s3.domain ? 'S3 is not configured' : !config.stateCopy.enabled ? 'SWARM_UTILS_STATE_COPY=false' : config.dbPath === ':memory:' ? 'the database is in memory' : null;
+  if (why) {
+    log.info({ reason: why }, 'state copy to the bucket: off');
+    return null;
+  }
+  const store = createStateStore(s3);
+  log.info({ key: store.key, intervalMs: config.stateCopy.intervalMs }, 'state copy to the bucket: on');
+  return store;
+}
 
 /** start-up: config → lock → db → docker → worker → scheduler → api; SIGTERM/SIGINT stop in the reverse order */
 async function main(): Promise<void> {
@@ -35,12 +56,36 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   }
+  // README "Losing its manager": a missing or older local database is replaced by the bucket's copy first
+  const store = stateStoreOf(config, log);
+  const takeover = store ? await takeOver({ dbPath: config.dbPath, store, log }) : null;
   const db = openDb(config.dbPath);
   // no single Engine API call may take longer than one command may run
   const docker = createDockerPort({ logger: log, callTimeoutMs: Math.min(CALL_TIMEOUT_MS, config.lockMaxExecutionMs) });
-  const deps: Deps = { db, docker, config, log, instance: instanceId(db) };
+  const instance = instanceId(db);
+  let worker: Worker | null = null;
+  const state =
+    store && takeover
+      ? new BucketGate({
+          db,
+          store,
+          log,
+          docker,
+          intervalMs: config.stateCopy.intervalMs,
+          dir: copyDir(config.dbPath),
+          base: takeover.base,
+          restored: takeover.restored,
+          // another instance took over: exit at once, acting on nothing (no compensation: its jobs are the other's now)
+          onFenced: (message) => {
+            process.stderr.write(`swarm-utils: ${message}\n`);
+            process.exit(EXIT_FENCED);
+          },
+          onQuorum: () => worker?.wake(),
+        })
+      : undefined;
+  const deps: Deps = { db, docker, config, log, instance, state };
 
-  const worker = new Worker(deps, JOB_KINDS, {
+  worker = new Worker(deps, JOB_KINDS, {
     concurrency: config.concurrency,
     lockTimeoutMs: config.lockTimeoutMs,
     retentionDays: config.jobRetentionDays,
@@ -54,6 +99,7 @@ async function main(): Promise<void> {
   worker.events.on('compensation', () => notifier.wake());
   notifier.start();
   await worker.start();
+  state?.start();
   const scheduler = startScheduler(deps, worker);
 
   const auth = createAuthorizer(deps);
@@ -99,13 +145,15 @@ async function main(): Promise<void> {
     }, budget).unref();
     log.info({ signal, budgetMs: budget, heldServicesGivenBack: true }, 'stopping: running jobs resume at the next start');
     scheduler.stop();
-    const settled = worker.stop(budget - EXIT_MARGIN_MS); // wakes every waitRes request at once
+    const settled = worker!.stop(budget - EXIT_MARGIN_MS - (state ? LAST_COPY_MS : 0)); // wakes every waitRes request at once
     const closed = app.close().catch(() => undefined);
     await settled;
     // answers are out by now: keep-alive connections of clients must not hold the exit
     app.server.closeAllConnections();
     await closed;
     await notifier.stop();
+    // what the jobs did up to here (a service given back, a step to take up again) reaches the bucket
+    if (state) await state.close(LAST_COPY_MS);
     db.close();
     lock.release();
     log.info('stopped');

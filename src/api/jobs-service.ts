@@ -25,6 +25,9 @@ export interface JobsService {
 /** lives beside JobKind (engine/types.ts); re-exported for the API's own imports */
 export type { SubmitCheck };
 
+/** how long a submission waits for the copy of the state to hold its job */
+const SUBMIT_COPY_MS = 3_000;
+
 /** the job's parameters as recorded (README "HTTP API": POST /jobs bodies by type) */
 export function paramsOf(b: SubmitBody): Record<string, unknown> {
   const p: Record<string, unknown> = {};
@@ -120,6 +123,8 @@ export function createJobsService(
       });
       deps.log.info({ jobId: job.id, type: job.type, target, requester: caller.short }, 'job queued');
       worker.wake();
+      // an accepted job is in the bucket's copy before it is answered, so a takeover never loses it (README "Losing its manager")
+      if (deps.state && !(await deps.state.copied(SUBMIT_COPY_MS))) deps.log.warn({ jobId: job.id }, 'the job is answered before the state copy holds it');
       return view(job.id);
     },
     async get(caller, id) {

@@ -27,6 +27,19 @@ export interface RunOptions {
   shutdown: AbortSignal;
   /** aborted when the process must exit: bounds what compensation still runs after a shutdown began */
   exit?: AbortSignal;
+  /** the job was running on a manager that was lost: this process took it over from the bucket's copy */
+  takeover?: TakeoverNote;
+}
+
+/** what a job's result says when another instance took it over (`result.takeover`) */
+export interface TakeoverNote {
+  at: string;
+  /** the generation of the bucket's copy it was restored from */
+  generation: number;
+  /** the process that wrote that copy */
+  from: string;
+  /** the worker that ran the job before */
+  previousOwner: string | null;
 }
 
 export async function runJob(deps: Deps, job: JobRow, plan: StepDef[], opts: RunOptions): Promise<JobState> {
@@ -211,6 +224,11 @@ class JobRun {
     const failure = this.failure;
     const state: JobState = failure ? (failure.code === 'CANCELED' ? 'canceled' : 'failed') : 'succeeded';
     const pending = finishJob(this.deps.db, this.job.id, state);
+    const takeover = this.opts.takeover;
+    if (takeover) {
+      const message = `the manager that ran this job was lost; another instance restored the state from the bucket (generation ${takeover.generation}) and finished it`;
+      mergeJobResult(this.deps.db, this.job.id, { takeover: { ...takeover, message } });
+    }
     if (pending) {
       mergeJobResult(this.deps.db, this.job.id, { compensation: compensationSummary(this.deps.db, this.job.id, 'pending') });
       this.log.error('the job ended with a service still scaled down: its compensation is retried every minute');

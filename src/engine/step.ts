@@ -6,7 +6,9 @@ import { AppError, isAppError } from '../errors.js';
 import { type JobRow, getJob, setJobResult } from '../db/jobs.js';
 import { endStep, saveStepDetail, startStep } from '../db/steps.js';
 import type { Logger } from '../log.js';
+import { gatedPort } from './gated-port.js';
 import { createHolds } from './holds.js';
+import { guardOmitted } from './omitted.js';
 import { type Planned, isEmpty, isNamed, parseDetail, rowOf } from './journal.js';
 import { ShutdownSignal, raceSignal } from './limits.js';
 import type { Deps, Detail, StepContext, StepDef, StepRef } from './types.js';
@@ -58,10 +60,12 @@ export function toAppError(e: unknown): AppError {
 }
 
 function context(env: StepEnv, p: Planned, signal: AbortSignal, log: Logger, reentered: boolean): StepContext {
-  const { deps, job } = env;
+  const { job } = env;
+  // with the state copied to the bucket, every action of the step waits for the copy first (gated-port.ts)
+  const deps = env.deps.state ? { ...env.deps, docker: gatedPort(env.deps.docker, env.deps.state, { compensation: !!p.def.always, signal }) } : env.deps;
   const schema = p.def.detail;
   return {
-    job: getJob(deps.db, job.id) ?? job,
+    job: guardOmitted(getJob(deps.db, job.id) ?? job),
     deps,
     log,
     signal,

@@ -13,6 +13,28 @@ export interface Deps {
   log: Logger;
   /** this installation's id (see migrations/0002_meta.sql): prefixes helper names */
   instance: string;
+  /** the copy of the database in the bucket (README "Losing its manager"); absent without S3 */
+  state?: StateGate;
+}
+
+/**
+ * The copy of the database in the bucket, as the engine sees it (src/state/gate.ts): every action a step
+ * takes through the Docker port first waits until the copy holds every change made so far.
+ */
+export interface StateGate {
+  /**
+   * Before an action: the copy holds every change made so far. `strict`: a copy that fails fails the
+   * action (S3_ERROR); compensation is not strict (it acts all the same). Throws when another instance took over.
+   */
+  beforeAct(opts: { strict: boolean; signal?: AbortSignal }): Promise<void>;
+  /** resolves true once the copy holds every change made so far, false when that took longer than `ms` (it goes on) */
+  copied(ms: number): Promise<boolean>;
+  /** a Docker call met a manager cut off from the quorum: resolves when the swarm answers again (logged once) */
+  waitQuorum(signal?: AbortSignal): Promise<void>;
+  /** true while cut off from the quorum: nothing is claimed */
+  readonly waiting: boolean;
+  /** set when this process restored the bucket's copy at start-up (another manager's instance was lost) */
+  readonly takeover: { generation: number; at: string; from: string } | null;
 }
 
 /** a step's committed detail: a JSON object */

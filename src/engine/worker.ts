@@ -20,7 +20,7 @@ import { fanOutSteps } from './fanout.js';
 import { HELPER_STOP_MS, ownHelpers, stopJobHelpers } from './helpers.js';
 import { helperPrefix } from '../swarm/helpers.js';
 import { ShutdownSignal } from './limits.js';
-import { runJob } from './runner.js';
+import { type TakeoverNote, runJob } from './runner.js';
 import type { Deps, JobKind, StepDef } from './types.js';
 
 /** how often compensation left pending is tried again */
@@ -168,16 +168,23 @@ export class Worker {
     }
   }
 
-  /** jobs a dead process left running still hold their locks: run them again from their first unfinished step */
+  /**
+   * Jobs a dead process left running still hold their locks: run them again from their first unfinished step.
+   * After a takeover (the bucket's copy restored at start-up) their result says so.
+   */
   private resume(): void {
+    const takeover = this.deps.state?.takeover ?? null;
     for (const job of jobsInState(this.deps.db, 'running')) {
-      this.deps.log.warn({ jobId: job.id, type: job.type, previousOwner: job.owner }, 'resuming job interrupted by a restart');
+      const how = takeover ? 'resuming job taken over from a lost manager' : 'resuming job interrupted by a restart';
+      this.deps.log.warn({ jobId: job.id, type: job.type, previousOwner: job.owner, takeover: takeover ?? undefined }, how);
       markRunning(this.deps.db, job.id, this.bootId);
-      this.launch(job);
+      this.launch(job, takeover ? { ...takeover, previousOwner: job.owner } : undefined);
     }
   }
 
   private tick(): void {
+    // a manager cut off from the swarm's quorum claims nothing: its jobs wait for whichever instance reaches it
+    if (this.deps.state?.waiting) return this.scheduleAt(Date.now() + 1000);
     const now = Date.now();
     let next = Infinity;
     const claimed = immediate(this.deps.db, () => {
@@ -239,10 +246,10 @@ export class Worker {
     return new Promise((resolve) => this.events.once(`child-finished:${parentId}`, () => resolve()));
   }
 
-  private launch(job: JobRow): void {
+  private launch(job: JobRow, takeover?: TakeoverNote): void {
     const run = async () => {
       try {
-        const state = await runJob(this.deps, job, this.stepsFor(job), { shutdown: this.shutdown.signal, exit: this.exit.signal });
+        const state = await runJob(this.deps, job, this.stepsFor(job), { shutdown: this.shutdown.signal, exit: this.exit.signal, takeover });
         if (state !== 'running') this.finished(getJob(this.deps.db, job.id) ?? job);
       } catch (e) {
         this.deps.log.error({ err: e, jobId: job.id }, 'job runner crashed');

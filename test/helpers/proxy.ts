@@ -7,6 +7,7 @@
  *   p.pause();                       // connections stay open, nothing goes through (a daemon that never answers)
  *   p.resume();                      // what was held goes on (data of clients that gave up is dropped)
  *   p.hang(/^GET \/distribution\//); // HTTP requests whose request line matches are never forwarded
+ *   p.holdOn(/^PUT \/bucket\/.*\.tar\.gz /); // connections whose request matches wait (only they) until resume()
  *   p.pauseOn(/services\/abc\/update/, { after: 1 }); // the 2nd such request pauses everything, itself included
  *   p.refuse(true);                  // new connections are closed at once, open ones cut
  *   p.requests                       // request lines seen (HTTP), in order
@@ -26,6 +27,8 @@ export interface Proxy {
   resume(): void;
   readonly paused: boolean;
   hang(pattern: RegExp | null): void;
+  /** a connection whose HTTP request line matches is held (only that one) until resume(), which also ends the holding */
+  holdOn(pattern: RegExp | null): void;
   pauseOn(pattern: RegExp, opts?: { after?: number; then?: () => void }): void;
   refuse(on: boolean): void;
   close(): Promise<void>;
@@ -39,12 +42,15 @@ interface Pipe {
   /** chunks held while paused, by direction */
   held: { up: Buffer[]; down: Buffer[] };
   hung: boolean;
+  /** held by holdOn until resume() */
+  holding: boolean;
 }
 
 export async function startProxy(opts: { listen: { path: string } | { host: string; port?: number }; target: Endpoint }): Promise<Proxy> {
   let paused = false;
   let refusing = false;
   let hangPattern: RegExp | null = null;
+  let holdPattern: RegExp | null = null;
   let trigger: { pattern: RegExp; left: number; then?: () => void } | null = null;
   const pipes = new Set<Pipe>();
   const requests: string[] = [];
@@ -61,6 +67,7 @@ export async function startProxy(opts: { listen: { path: string } | { host: stri
       const line = `${m[1]} ${m[2]}`;
       requests.push(line);
       if (hangPattern?.test(line)) p.hung = true;
+      if (holdPattern?.test(line)) p.holding = true;
       if (trigger?.pattern.test(line)) {
         if (trigger.left-- <= 0) {
           const then = trigger.then;
@@ -76,15 +83,15 @@ export async function startProxy(opts: { listen: { path: string } | { host: stri
   const server = net.createServer((client) => {
     if (refusing) return void client.destroy();
     const upstream = 'path' in opts.target ? net.connect(opts.target.path) : net.connect(opts.target.port, opts.target.host);
-    const p: Pipe = { client, upstream, held: { up: [], down: [] }, hung: false };
+    const p: Pipe = { client, upstream, held: { up: [], down: [] }, hung: false, holding: false };
     pipes.add(p);
     client.on('data', (chunk: Buffer) => {
       if (inspect(p, chunk)) return;
-      if (paused) p.held.up.push(chunk);
+      if (paused || p.holding) p.held.up.push(chunk);
       else upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
-      if (paused) p.held.down.push(chunk);
+      if (paused || p.holding) p.held.down.push(chunk);
       else client.write(chunk);
     });
     const end = () => {
@@ -122,9 +129,14 @@ export async function startProxy(opts: { listen: { path: string } | { host: stri
     pause: () => void (paused = true),
     resume: () => {
       paused = false;
-      for (const p of pipes) flush(p);
+      holdPattern = null;
+      for (const p of pipes) {
+        p.holding = false;
+        flush(p);
+      }
     },
     hang: (pattern) => void (hangPattern = pattern),
+    holdOn: (pattern) => void (holdPattern = pattern),
     pauseOn: (pattern, o = {}) => void (trigger = { pattern, left: o.after ?? 0, then: o.then }),
     refuse: (on) => {
       refusing = on;

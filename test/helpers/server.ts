@@ -49,6 +49,9 @@ export async function startServer(env: Record<string, string> = {}, opts: { dbPa
       SWARM_UTILS_DB_PATH: dbPath,
       SWARM_UTILS_ADMIN_TOKEN_LIST: ADMIN_TOKEN,
       SWARM_UTILS_LOG_LEVEL: 'debug',
+      // the copy of the state to the bucket (README "Losing its manager") makes servers that share an S3 path
+      // one installation: off unless a test asks for it (test/cluster/takeover.test.ts)
+      SWARM_UTILS_STATE_COPY: 'false',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

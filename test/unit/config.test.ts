@@ -78,6 +78,7 @@ describe('loadConfig: defaults', () => {
       backupRetentionDays: null,
       logLevel: 'info',
       shutdownTimeoutMs: 30_000,
+      stateCopy: { enabled: true, intervalMs: 5_000 },
       backupEnv: {},
       notify: { url: null, on: 'failure', format: 'json' },
     } satisfies Config);

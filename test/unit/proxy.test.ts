@@ -68,4 +68,28 @@ describe('pausable proxy', () => {
     p.refuse(true);
     await expect(get(p.address, '/x')).rejects.toThrow();
   });
+
+  it('holds only the connections whose request matches, until resume', async () => {
+    const p = await proxied();
+    p.holdOn(/^PUT \/bucket\/.*\.tar\.gz$/);
+    const put = (url: string, ms: number) =>
+      new Promise<string>((resolve, reject) => {
+        const req = http.request({ socketPath: p.address, path: url, method: 'PUT', agent: false, timeout: ms }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+        req.end('data');
+      });
+    const held = put('/bucket/a.tar.gz', 3000);
+    expect(await put('/bucket/.swarm-utils/state.db.gz', 500)).toBe('PUT /bucket/.swarm-utils/state.db.gz');
+    expect(await get(p.address, '/other')).toBe('GET /other');
+    await new Promise((r) => setTimeout(r, 300));
+    p.resume();
+    expect(await held).toBe('PUT /bucket/a.tar.gz');
+    // resume ends the holding
+    expect(await put('/bucket/b.tar.gz', 500)).toBe('PUT /bucket/b.tar.gz');
+  });
 });
