@@ -1,19 +1,25 @@
 import type { JobKind, StepDef, SubmitCheck, Target } from '../engine/types.js';
-import { ARCHIVE, archive } from './backup/archive.js';
+import { ARCHIVE, ARCHIVE_STAGED, archive, archiveStaged } from './backup/archive.js';
 import { RESOLVE, execStep, refusal, resolve, s3Refusal } from './backup/resolve.js';
-import { RESTORE, STOP, restore, stop } from './backup/scale.js';
+import { START, STOP, start, stop } from './backup/scale.js';
+import { PREPARE, STAGE, prepare, stage } from './backup/stage.js';
+import { unstage } from './backup/unstage.js';
 import { VERIFY, verify } from './backup/verify.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
 
 /**
- * backup of one service (README "How jobs run"), on the tasks taken at the start:
- *   resolve → exec → stop → archive (+ upload) → restore (always) → verify.
- * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys
- * (resolve), the replica count (stop), each finished archive (archive); each detail has its schema.
- * The archive reads the stopped volume: if a shutdown gives the service back during it, the next
- * process takes the job up again from `stop`.
+ * backup of one service (README "How jobs run", "Backups: staging"), on the tasks taken at the start:
+ *   resolve → exec → prepare → stop → stage → archive → start (always) → archive-staged → verify → unstage (always).
+ * With stop=true and staging on, `prepare` starts a staging helper per node before the stop, `stage` collects
+ * the copies made the moment the service's containers exited, `start` gives the service back at once and
+ * `archive-staged` archives the copies while it runs; `archive` only takes the pairs that could not be staged
+ * (every pair, with staging off), while the service is stopped. Without stop, only `archive` runs.
+ * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys (resolve),
+ * the tasks a copy may trust and the staging volumes (prepare), the replica count (stop), each copy and each
+ * finished archive; each detail has its schema. A step that reads what is stopped (stage, archive) is taken
+ * up again from `stop` if a shutdown gives the service back during it.
  */
 export const backupKind: JobKind & SubmitCheck = {
   type: 'backup',
@@ -21,11 +27,16 @@ export const backupKind: JobKind & SubmitCheck = {
   steps: (): StepDef[] => [
     { ...RESOLVE, run: resolve },
     { name: 'exec', run: execStep },
+    { ...PREPARE, run: prepare },
     { ...STOP, run: stop },
+    { ...STAGE, whileDown: { from: STOP.name }, run: stage },
     { ...ARCHIVE, whileDown: { from: STOP.name }, run: archive },
     // compensation: runs after a failure, a cancel, a timeout, an engine error, a crash and a shutdown
-    { ...RESTORE, always: true, run: restore },
+    { ...START, always: true, run: start },
+    { ...ARCHIVE_STAGED, run: archiveStaged },
     { ...VERIFY, run: verify },
+    // runs whatever happened: the staging volumes are removed when the job ends
+    { name: 'unstage', always: true, run: unstage },
   ],
   precheck(deps, { service }) {
     if (!service) {

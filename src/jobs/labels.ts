@@ -9,6 +9,8 @@ export const L = {
   backupStop: 'swarm-utils.backup.stop',
   backupVolumes: 'swarm-utils.backup.volume-list',
   backupToken: 'swarm-utils.backup.token',
+  /** `false`: a stop=true backup archives in place while stopped (no staging copy) */
+  backupStage: 'swarm-utils.backup.stage',
   updateToken: 'swarm-utils.update.token',
   updateExecPre: 'swarm-utils.update.exec-pre',
   updateExecPost: 'swarm-utils.update.exec-post',

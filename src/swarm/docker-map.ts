@@ -168,7 +168,13 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
   const containerSpec: Record<string, unknown> = {
     Image: spec.image,
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    Mounts: spec.mounts.map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+    Mounts: spec.mounts.map((m) => ({
+      Type: m.type,
+      Source: m.source,
+      Target: m.target,
+      ReadOnly: m.readOnly,
+      ...(m.type === 'volume' && m.labels ? { VolumeOptions: { Labels: m.labels } } : {}),
+    })),
   };
   // a helper that is stopped (its job ended, the process shuts down) gets little time: its work is abandoned
   containerSpec.StopGracePeriod = HELPER_STOP_GRACE_NS;

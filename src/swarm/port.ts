@@ -69,6 +69,8 @@ export interface Mount {
   source: string;
   target: string;
   readOnly: boolean;
+  /** a volume mount's labels, given to the volume when the mount creates it on the node (staging volumes are found by them) */
+  labels?: Record<string, string>;
 }
 
 export interface HelperSpec {
@@ -165,8 +167,11 @@ export interface DockerPort {
   /** helper services, optionally only those of one job */
   listHelpers(jobId?: number): Promise<HelperRef[]>;
   findHelper(name: string): Promise<HelperRef | null>;
-  /** wait until the helper's task has ended; throws a TIMEOUT error past timeoutMs */
-  waitHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<HelperResult>;
+  /**
+   * wait until the helper's task has ended; throws a TIMEOUT error past timeoutMs. `pollMs`: how often the task
+   * is looked at (default 400 ms; a helper inside a service's downtime is watched more closely)
+   */
+  waitHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal; pollMs?: number }): Promise<HelperResult>;
   /**
    * Stop a helper whatever its state, then remove it: its task is stopped and waited for (a removed
    * replicated-job leaves its container running on Docker 20.10), so nothing it did goes on afterwards.

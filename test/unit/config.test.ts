@@ -53,6 +53,7 @@ describe('loadConfig: defaults', () => {
       metricsTokens: [],
       dockerCliImage: 'docker:25.0.5-cli-alpine3.20',
       backupImage: 'offen/docker-volume-backup:v2.48.2',
+      backupStage: true,
       lockTimeoutMs: 10_000,
       lockMaxExecutionMs: 600_000,
       lockMaxOccupationMs: 630_000,
@@ -161,8 +162,10 @@ describe('loadConfig: values', () => {
       SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: 'docker:27-cli',
       SWARM_UTILS_BACKUP_IMAGE: 'offen/docker-volume-backup:v2.49.0',
       SWARM_UTILS_S3_PATH: 'cluster-a',
+      SWARM_UTILS_BACKUP_STAGE: 'false',
     });
     expect(config).toMatchObject({
+      backupStage: false,
       host: '127.0.0.1',
       dockerCliImage: 'docker:27-cli',
       backupImage: 'offen/docker-volume-backup:v2.49.0',
