@@ -5,9 +5,11 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { COUNT_TREE_SH, parseTreeCount } from '../../src/jobs/tree-count.js';
 import { IMAGES, REGISTRY_AUTH, dockerFor } from '../helpers/testbed.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { execInTask, inspect, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
 import { containerLifetimes, overlaps } from '../helpers/events.js';
-import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Env } from '../helpers/leftovers.js';
+import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client, s3Env } from '../helpers/leftovers.js';
+import { S3 } from '../helpers/testbed.js';
 import { TREE_SH, downloadTar, treeOfTar } from '../helpers/tar.js';
 
 const id = uid();
@@ -22,6 +24,14 @@ const instances = new Set<string>();
 let s: RunningServer;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, ms: number, cond: () => Promise<boolean>): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await sleep(200);
+  }
+}
 const stepOf = (job: any, name: string) => job.steps.find((x: any) => x.name === name);
 const t = (iso: string) => Date.parse(iso);
 
@@ -159,5 +169,176 @@ describe('staged stop=true backups on the real swarm', () => {
       expect(await stagingVolumesOn(node, inst, job.id), `${node}: staging volumes left`).toEqual([]);
     }
     expect(overlaps(archives[0]!, archives[1]!), 'the archives of the two nodes ran at the same time').toBe(true);
+  });
+  describe('a process that dies or stops while a staging copy is archived', () => {
+    const LONG = `bs-long-${id}`;
+    const VOL = `bs-long-data-${id}`;
+    beforeAll(async () => {
+      await bootingService(LONG, { volume: VOL, labels: {}, node: W2 });
+      // enough noise for the archive to take a few seconds: the process is stopped in the middle of it
+      const [task] = await runningTasks(LONG);
+      await execInTask(task, ['sh', '-c', 'head -c 48000000 /dev/urandom > /data/noise.bin && echo kept > /data/note.txt']);
+    });
+
+    /** starts a backup and answers once its archive of the staging copy runs on su-worker-2 */
+    async function untilArchiving(): Promise<{ jobId: number; tree: string[]; since: number }> {
+      const [task] = await runningTasks(LONG);
+      const tree = await treeOf(task);
+      const since = Date.now();
+      const r = await s.api('POST', '/jobs', { type: 'backup', service: LONG });
+      expect(r.status, JSON.stringify(r.json)).toBe(202);
+      const jobId = r.json.id;
+      const inst = instanceOf(s);
+      const w2 = dockerFor(W2);
+      await until('the archive of the staging copy running', 120_000, async () => {
+        const job = (await s.api('GET', `/jobs/${jobId}`)).json;
+        if (['succeeded', 'failed', 'canceled'].includes(job.state)) throw new Error(`the job ended first: ${JSON.stringify(job)}`);
+        if (stepOf(job, 'archive-staged').state !== 'running') return false;
+        return (await w2.listContainers({ filters: { name: [`swarm-utils-${inst}-${jobId}-archive-`], status: ['running'] } })).length > 0;
+      });
+      return { jobId, tree, since };
+    }
+
+    async function expectArchivedFromCopy(job: any, tree: string[], since: number): Promise<void> {
+      expect(job.state, JSON.stringify(job)).toBe('succeeded');
+      const [a] = job.result.archives;
+      expect(await archivedTree(a.key, VOL)).toEqual(tree);
+      // the live volume has the boot.txt of the restart: the archive was made from the copy
+      const [task] = await waitRunning(LONG, 1);
+      expect(tree).not.toContain((await treeOf(task)).find((l) => l.startsWith('./boot.txt|')));
+      expect((await inspect(LONG)).Spec.Mode.Replicated.Replicas).toBe(1);
+      // one stop, one start: the old task and the new one, nothing more
+      expect(await containerLifetimes(dockerFor(W2), since, (n) => n.startsWith(`${LONG}.`))).toHaveLength(2);
+      const inst = instanceOf(s);
+      await until('the staging volume removed', 30_000, async () => (await stagingVolumesOn(W2, inst, job.id)).length === 0);
+      // the archive helper ran once: reattached by the next process, never made a second time
+      const archives = await containerLifetimes(dockerFor(W2), since, (n) => n.startsWith(`swarm-utils-${inst}-${job.id}-archive-`));
+      expect(archives).toHaveLength(1);
+      await s3Client.send(new DeleteObjectCommand({ Bucket: S3.bucket, Key: a.key }));
+    }
+
+    it('SIGKILL: the restarted process takes the archive of the staging copy up again; the service runs; the staging volume is gone', async () => {
+      const { jobId, tree, since } = await untilArchiving();
+      await s.kill9();
+      s = await startServer(env, { dbPath: s.dbPath, port: s.port });
+      const job = await waitJob(s, jobId);
+      expect(s.output()).toContain('resuming job interrupted by a restart');
+      expect(s.output()).toMatch(/"step":"archive-staged"[^\n]*"msg":"step re-entered after restart"/);
+      expect(job.steps.map((x: any) => [x.name, x.state])).toEqual([
+        ['resolve', 'done'],
+        ['exec', 'skipped'],
+        ['prepare', 'done'],
+        ['stop', 'done'],
+        ['stage', 'done'],
+        ['archive', 'skipped'],
+        ['start', 'done'],
+        ['archive-staged', 'done'],
+        ['verify', 'done'],
+        ['unstage', 'done'],
+      ]);
+      await expectArchivedFromCopy(job, tree, since);
+    });
+
+    it('SIGTERM: the archive of the staging copy goes on (the service already runs), the next process finishes the job', async () => {
+      const { jobId, tree, since } = await untilArchiving();
+      const t0 = Date.now();
+      // SIGTERM, as Docker stops the stack's task (not s.stop(): it removes a thrown-away server's helpers)
+      const exited = new Promise((r) => s.proc.once('exit', r));
+      s.proc.kill('SIGTERM');
+      await exited;
+      expect(Date.now() - t0, 'nothing to give back: the process exits at once').toBeLessThan(10_000);
+      expect(s.output()).toContain('interrupted by shutdown: the next process resumes the job');
+      expect(s.output()).not.toContain('shutdown: service given back');
+      s = await startServer(env, { dbPath: s.dbPath, port: s.port });
+      const job = await waitJob(s, jobId);
+      await expectArchivedFromCopy(job, tree, since);
+      // it was never stopped: the archive helper's container ran to its end once
+      const inst = instanceOf(s);
+      const [archive] = await containerLifetimes(dockerFor(W2), since, (n) => n.startsWith(`swarm-utils-${inst}-${jobId}-archive-`));
+      expect(archive!.end).toBeGreaterThan(t0);
+    });
+  });
+
+  it('a node without room for the copy: that volume is archived in place while stopped, the output says why, the service is back at its count', async () => {
+    const SVC = `bs-room-${id}`;
+    const VOL = `bs-room-data-${id}`;
+    // the exec gives the test time to put a 1 MB tmpfs volume where the job's staging volume will be
+    await bootingService(SVC, { volume: VOL, labels: { 'swarm-utils.backup.exec': 'sleep 4' }, node: W1 });
+    const [task] = await runningTasks(SVC);
+    await execInTask(task, ['sh', '-c', 'head -c 4000000 /dev/urandom > /data/big.bin']);
+    const tree = await treeOf(task);
+    const since = Date.now();
+    const r = await s.api('POST', '/jobs', { type: 'backup', service: SVC });
+    expect(r.status, JSON.stringify(r.json)).toBe(202);
+    const inst = instanceOf(s);
+    const staging = `swarm-utils-${inst}-${r.json.id}-staged-0`;
+    volumes.push(staging);
+    await dockerFor(W1).createVolume({ Name: staging, Driver: 'local', DriverOpts: { type: 'tmpfs', device: 'tmpfs', o: 'size=1m' } } as any);
+    const job = await waitJob(s, r.json.id);
+    expect(job.state, JSON.stringify(job)).toBe('succeeded');
+    expect(job.steps.map((x: any) => [x.name, x.state])).toEqual([
+      ['resolve', 'done'],
+      ['exec', 'done'],
+      ['prepare', 'done'],
+      ['stop', 'done'],
+      ['stage', 'done'],
+      ['archive', 'done'],
+      ['start', 'done'],
+      ['archive-staged', 'skipped'],
+      ['verify', 'done'],
+      ['unstage', 'done'],
+    ]);
+    expect(stepOf(job, 'prepare').output).toMatch(/archived in place while stopped: no room on su-worker-1 for a copy: needs \d+ KiB/);
+    expect(stepOf(job, 'stage').output).toContain('0 of 1 volume(s) staged');
+    expect(stepOf(job, 'stage').output).toContain(`[${W1} ${VOL}] archived in place while stopped: no room on ${W1}`);
+    expect(stepOf(job, 'stage').detail.pairs['0']).toMatchObject({ staged: false, reason: expect.stringContaining('no room') });
+    const [a] = job.result.archives;
+    expect(a.files).toBeUndefined();
+    expect(await archivedTree(a.key, VOL)).toEqual(tree);
+    expect((await inspect(SVC)).Spec.Mode.Replicated.Replicas).toBe(1);
+    await waitRunning(SVC, 1);
+    // archived while stopped: between the old task's exit and the new task's start, on su-worker-1's daemon
+    const w1 = dockerFor(W1);
+    const tasks = await containerLifetimes(w1, since, (n) => n.startsWith(`${SVC}.`));
+    const [archive] = await containerLifetimes(w1, since, (n) => n.startsWith(`swarm-utils-${inst}-${job.id}-archive-`));
+    expect(tasks).toHaveLength(2);
+    expect(archive!.start).toBeGreaterThan(tasks[0]!.end);
+    expect(archive!.end).toBeLessThan(tasks[1]!.start);
+    // the small volume it had no room in is gone with the job
+    expect(await stagingVolumesOn(W1, inst, job.id)).toEqual([]);
+  });
+
+  it('swarm-utils.backup.stage=false: the service stays stopped until the archive is uploaded, as before', async () => {
+    const SVC = `bs-off-${id}`;
+    const VOL = `bs-off-data-${id}`;
+    await bootingService(SVC, { volume: VOL, labels: { 'swarm-utils.backup.stage': 'false' }, node: W2 });
+    const [task] = await runningTasks(SVC);
+    const tree = await treeOf(task);
+    const since = Date.now();
+    const r = await s.api('POST', '/jobs', { type: 'backup', service: SVC, waitRes: true });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const job = r.json;
+    expect(job.steps.map((x: any) => [x.name, x.state])).toEqual([
+      ['resolve', 'done'],
+      ['exec', 'skipped'],
+      ['prepare', 'skipped'],
+      ['stop', 'done'],
+      ['stage', 'skipped'],
+      ['archive', 'done'],
+      ['start', 'done'],
+      ['archive-staged', 'skipped'],
+      ['verify', 'done'],
+      ['unstage', 'skipped'],
+    ]);
+    expect(stepOf(job, 'stage').output).toContain('staging is off');
+    expect(t(stepOf(job, 'archive').finishedAt)).toBeLessThanOrEqual(t(stepOf(job, 'start').startedAt));
+    expect(await archivedTree(job.result.archives[0].key, VOL)).toEqual(tree);
+    const w2 = dockerFor(W2);
+    const tasks = await containerLifetimes(w2, since, (n) => n.startsWith(`${SVC}.`));
+    const [archive] = await containerLifetimes(w2, since, (n) => n.startsWith(`swarm-utils-${instanceOf(s)}-${job.id}-archive-`));
+    expect(tasks).toHaveLength(2);
+    expect(archive!.start, 'archived after the stop').toBeGreaterThan(tasks[0]!.end);
+    expect(archive!.end, 'started again only after the upload').toBeLessThan(tasks[1]!.start);
+    expect(await containerLifetimes(w2, since, (n) => n.startsWith(`swarm-utils-${instanceOf(s)}-${job.id}-stage-`))).toEqual([]);
   });
 });
