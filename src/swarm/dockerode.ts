@@ -339,12 +339,12 @@ class DockerodePort implements DockerPort {
     return raw.map(toHelperRef).filter((h): h is HelperRef => h !== null);
   }
 
-  async waitHelper(ref: HelperRef, opts: DeadlineOpts & { pollMs?: number }): Promise<HelperResult> {
+  async waitHelper(ref: HelperRef, opts: DeadlineOpts & { pollMs?: number; logs?: 'always' | 'on-failure' }): Promise<HelperResult> {
     const pollMs = opts.pollMs ?? POLL_MS;
     return withDeadline(`helper ${ref.name}`, opts, async (signal) => {
       const task = await this.waitTerminalTask(ref, signal, pollMs);
       const info = toTaskInfo(task);
-      const output = await this.helperOutput(ref, info.exitCode, signal, pollMs);
+      const output = opts.logs === 'on-failure' && info.exitCode === 0 ? '' : await this.helperOutput(ref, info.exitCode, signal, pollMs);
       return { exitCode: info.exitCode, state: info.state, error: info.error, output };
     });
   }

@@ -15,7 +15,10 @@ import { Worker } from '../../src/engine/worker.js';
 import type { StepContext } from '../../src/engine/types.js';
 import { AppError } from '../../src/errors.js';
 import { backupKind } from '../../src/jobs/backup.js';
-import { archive, archiveStaged } from '../../src/jobs/backup/archive.js';
+import { archive } from '../../src/jobs/backup/archive.js';
+import { archiveStaged, stageThenLaunch } from '../../src/jobs/backup/archive-staged.js';
+import { stopJobHelpers } from '../../src/engine/helpers.js';
+import { toHelperRef } from '../../src/swarm/docker-map.js';
 import { stagingOn, type Resolved } from '../../src/jobs/backup/resolve.js';
 import { prepare, stage } from '../../src/jobs/backup/stage.js';
 import { parseStagingOutput, stagingHelperSpec, stagingVolume } from '../../src/jobs/backup/staging-helper.js';
@@ -204,6 +207,14 @@ describe('stage', () => {
     h.docker.waitHelper = async () => ({ exitCode: 0, state: 'complete', error: null, output: 'backup: finished successfully' });
     expect(await archive(h.ctx('archive') as never)).toMatchObject({ skipped: true });
     await archiveStaged(h.ctx('archive-staged') as never);
+    // each node's staging removal starts first, to wait there for that node's archives
+    const removals = h.created.filter((c) => c.name.includes('-unstage-'));
+    expect(removals.map((c) => [c.name, c.nodeId, c.env.SWARM_UTILS_AFTER, c.env.SWARM_UTILS_VOLUMES])).toEqual([
+      [`swarm-utils-test01-${h.job.id}-unstage-n1`, 'n1', `swarm-utils-test01-${h.job.id}-archive-0 swarm-utils-test01-${h.job.id}-archive-1`, [0, 1].map((i) => stagingVolume('test01', h.job.id, i)).join(' ')],
+      [`swarm-utils-test01-${h.job.id}-unstage-n2`, 'n2', `swarm-utils-test01-${h.job.id}-archive-2`, stagingVolume('test01', h.job.id, 2)],
+    ]);
+    expect(h.order.indexOf(`create ${removals[1]!.name}`)).toBeLessThan(h.order.indexOf(`create swarm-utils-test01-${h.job.id}-archive-0`));
+    h.created.splice(0, h.created.length, ...h.created.filter((c) => c.name.includes('-archive-')));
     h.created.sort((a, b) => a.name.localeCompare(b.name));
     expect(h.created.map((c) => [c.name, c.mounts])).toEqual(
       [0, 1, 2].map((i) => [
@@ -219,6 +230,34 @@ describe('stage', () => {
       ]),
     );
     expect(h.created.map((c) => c.env.BACKUP_FILENAME)).toEqual(['f0', 'f1', 'f2']);
+  });
+
+  it('the copies’ archives and removals are launched at the end of stage; a give-back stops every helper of the job but those', async () => {
+    const h = staged(harness({ resolve: resolved }));
+    await stageThenLaunch(h.ctx('stage') as never);
+    const launched = h.created.map((c) => c.name);
+    expect(launched).toEqual([
+      `swarm-utils-test01-${h.job.id}-unstage-n1`,
+      `swarm-utils-test01-${h.job.id}-unstage-n2`,
+      `swarm-utils-test01-${h.job.id}-archive-0`,
+      `swarm-utils-test01-${h.job.id}-archive-2`,
+    ]);
+    const archiveSpec = h.created.find((c) => c.name.endsWith('-archive-0'))!;
+    expect(archiveSpec.worksOnCopy).toBe(true);
+    const raw = helperServiceSpec(archiveSpec) as { Name: string; Labels: Record<string, string> };
+    expect(raw.Labels).toEqual({ 'swarm-utils.helper': String(h.job.id), 'swarm-utils.helper.works-on': 'copy' });
+    expect(toHelperRef({ ID: 'x', Spec: raw } as never)).toEqual({ id: 'x', name: raw.Name, jobId: h.job.id, worksOnCopy: true });
+    // what the runner does before `start`: the archive of a copy goes on, a helper that reads the volume does not
+    h.docker.listHelpers = async () => [
+      { id: 'a', name: `swarm-utils-test01-${h.job.id}-archive-0`, jobId: h.job.id, worksOnCopy: true },
+      { id: 's', name: `swarm-utils-test01-${h.job.id}-stage-0`, jobId: h.job.id },
+    ];
+    const stopped: string[] = [];
+    h.docker.stopHelper = async (ref) => void stopped.push(ref.id);
+    await stopJobHelpers(h.ctx('start').deps, h.job.id, undefined, { sparingCopies: true });
+    expect(stopped).toEqual(['s']);
+    await stopJobHelpers(h.ctx('start').deps, h.job.id);
+    expect(stopped).toEqual(['s', 'a', 's']);
   });
 
   it('a task of the service that started on a node after the helpers were launched: that node is copied again', async () => {
@@ -323,9 +362,9 @@ describe('unstage and the sweep', () => {
         ? removal([`swarm-utils-unstage removed ${v0} origin=stage`, `swarm-utils-unstage gone ${v1}`])
         : removal([`swarm-utils-unstage kept ${v2} Error response from daemon: remove ${v2}: volume is in use`], 1);
     const out = await unstage(h.ctx('unstage') as never);
-    expect(h.created.map((c) => [c.name, c.nodeId, c.env.SWARM_UTILS_VOLUMES, c.env.SWARM_UTILS_LABEL])).toEqual([
-      [`swarm-utils-test01-${h.job.id}-unstage-n1`, 'n1', `${v0} ${v1}`, `swarm-utils.staging=test01.${h.job.id}`],
-      [`swarm-utils-test01-${h.job.id}-unstage-n2`, 'n2', v2, `swarm-utils.staging=test01.${h.job.id}`],
+    expect(h.created.map((c) => [c.name, c.nodeId, c.env.SWARM_UTILS_VOLUMES, c.env.SWARM_UTILS_LABEL, c.env.SWARM_UTILS_AFTER])).toEqual([
+      [`swarm-utils-test01-${h.job.id}-unstage-now-n1`, 'n1', `${v0} ${v1}`, `swarm-utils.staging=test01.${h.job.id}`, undefined],
+      [`swarm-utils-test01-${h.job.id}-unstage-now-n2`, 'n2', v2, `swarm-utils.staging=test01.${h.job.id}`, undefined],
     ]);
     expect(out?.output).toContain('[w1] 2 staging volume(s) removed');
     expect(out?.output).toContain('[w2] 0 of 1 staging volume(s) removed; the others are removed by the sweep');
@@ -336,6 +375,34 @@ describe('unstage and the sweep', () => {
     h.docker.waitHelper = async () => removal([`swarm-utils-unstage removed ${v2} origin=stage`]);
     await sweepStaging(makeDeps(h.db, h.docker, testConfig(env)), new AbortController().signal);
     expect(orphanStaging(h.db)).toEqual([]);
+  });
+
+  it('the removal started with the archives is awaited when they all succeeded, and stopped (then done by the step) when not', async () => {
+    for (const succeeded of [true, false]) {
+      const h = harness({ resolve: { ...resolved, pairs: resolved.pairs.slice(0, 1) } });
+      const v0 = stagingVolume('test01', h.job.id, 0);
+      recordStaging(h.db, { jobId: h.job.id, nodeId: 'n1', node: 'w1', volume: v0 });
+      h.details.stage = { pairs: { 0: { staged: true, node: 'w1', volume: 'data', stagingVolume: v0, files: 1, bytes: 1 } } };
+      h.details['archive-staged'] = succeeded ? { done: { 0: { node: 'w1', volume: 'data', key: 'k0', finishedAt: 'x' } } } : { done: {} };
+      const early = `swarm-utils-test01-${h.job.id}-unstage-n1`;
+      h.docker.findHelper = async (name) => (name === early ? { id: name, name, jobId: h.job.id } : null);
+      const stopped: string[] = [];
+      h.docker.stopHelper = async (ref) => void stopped.push(ref.name);
+      const waited: string[] = [];
+      h.docker.waitHelper = async (ref) => {
+        waited.push(ref.name);
+        return removal([`swarm-utils-unstage removed ${v0} origin=stage`]);
+      };
+      await unstage(h.ctx('unstage') as never);
+      expect(pendingStagingOf(h.db, h.job.id)).toEqual([]);
+      if (succeeded) {
+        expect(waited).toEqual([early]);
+        expect(h.created).toEqual([]);
+      } else {
+        expect(stopped).toEqual([early]);
+        expect(waited).toEqual([`swarm-utils-test01-${h.job.id}-unstage-now-n1`]);
+      }
+    }
   });
 
   it('a staging volume Docker made at the archive’s mount (the copy was gone) fails the job with the archive’s key', async () => {

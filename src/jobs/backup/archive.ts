@@ -5,7 +5,7 @@
  * as it ends, so a re-entered step does not redo it, and a pair whose helper still exists after a crash is
  * reattached (the helper's name is deterministic). Nodes run in parallel, the pairs of one node one by one.
  *
- * Two steps use it:
+ * Two steps use it (`archive-staged` is in archive-staged.ts):
  * - `archive`: the pairs archived in place (staging off, no room for a copy) while the service is stopped. It is
  *   `whileDown` (backup.ts): on a shutdown the runner stops its helper before giving the service back, and the
  *   next process takes the job up again from `stop` (no archive is ever made of the volume of a running service).
@@ -17,12 +17,11 @@ import { AppError } from '../../errors.js';
 import { ShutdownSignal, labelMs } from '../../engine/limits.js';
 import { HELPER_STOP_MS } from '../../engine/helpers.js';
 import { type StepContext, type StepOutcome, stepRef } from '../../engine/types.js';
-import { helperName } from '../../swarm/helpers.js';
-import type { HelperRef, Mount } from '../../swarm/port.js';
+import type { HelperRef, HelperSpec, Mount } from '../../swarm/port.js';
 import { tail } from '../exec.js';
 import { registryAuthFor } from '../image.js';
 import type { SecretMount } from '../../swarm/port.js';
-import { LIMIT, type Pair, helperEnv, scrub } from './plan.js';
+import { LIMIT, type Pair, archiveHelperName, helperEnv, scrub } from './plan.js';
 import { type Resolved, resolvedOf, serviceById } from './resolve.js';
 import { jobSecretMounts, removeJobSecrets } from './secrets.js';
 import { byNode, stagedPairs } from './stage.js';
@@ -31,7 +30,7 @@ import { stagingLabels, stagingVolume } from './staging-helper.js';
 const Finished = z.object({ node: z.string(), volume: z.string(), key: z.string(), finishedAt: z.string() });
 /** each finished (node, volume) pair by its index, committed as it ends */
 export const ArchiveDetail = z.object({ done: z.record(z.string(), Finished) });
-type ArchiveDetail = z.infer<typeof ArchiveDetail>;
+export type ArchiveDetail = z.infer<typeof ArchiveDetail>;
 export const ARCHIVE = stepRef('archive', ArchiveDetail);
 export const ARCHIVE_STAGED = stepRef('archive-staged', ArchiveDetail);
 
@@ -47,22 +46,15 @@ export async function archive(ctx: StepContext<ArchiveDetail>): Promise<StepOutc
   return archivePairs(ctx, pairs, { source: 'volume', timeoutMs: await uploadLimit(ctx, r) });
 }
 
-/** step `archive-staged`: the staging copies, while the service runs again */
-export async function archiveStaged(ctx: StepContext<ArchiveDetail>): Promise<StepOutcome<ArchiveDetail>> {
-  const r = resolvedOf(ctx);
-  const staged = stagedPairs(ctx, r);
-  const pairs = r.pairs.filter((p) => staged.has(p.index));
-  if (!pairs.length) return { skipped: true, output: r.stage ? 'no volume was staged' : 'nothing is staged (staging off or no stop)' };
-  return archivePairs(ctx, pairs, { source: 'staged', timeoutMs: await uploadLimit(ctx, r) });
-}
-
-async function uploadLimit(ctx: StepContext, r: Resolved): Promise<number> {
+export async function uploadLimit(ctx: StepContext, r: Resolved): Promise<number> {
   const svc = await serviceById(ctx, r.serviceId);
   return labelMs(svc.labels, LIMIT.upload, ctx.deps.config.lockMaxExecutionMs);
 }
 
 /** archives and uploads `pairs` from `source`; the pairs the step's detail has as done are not redone */
 export async function archivePairs(ctx: StepContext<ArchiveDetail>, pairs: Pair[], o: { source: ArchiveSource; timeoutMs: number }): Promise<StepOutcome<ArchiveDetail>> {
+  // verify needs the S3 client next: it loads while the helpers work (it is not loaded at start-up)
+  void import('../../s3.js').catch(() => undefined);
   const done: ArchiveDetail['done'] = { ...(ctx.detail.done ?? {}) };
   const todo = pairs.filter((p) => !done[p.index]);
   const lines: string[] = [];
@@ -73,9 +65,11 @@ export async function archivePairs(ctx: StepContext<ArchiveDetail>, pairs: Pair[
     outcomes = await Promise.allSettled(
       byNode(todo).map(async (nodePairs) => {
         for (const p of nodePairs) {
-          const output = await archivePair(ctx, p, o, secrets);
-          done[p.index] = { node: p.node, volume: p.volume, key: p.key, finishedAt: new Date().toISOString() };
-          ctx.save({ done });
+          // committed before the helper is removed: a re-entered step never archives that pair again
+          const output = await archivePair(ctx, p, o, secrets, () => {
+            done[p.index] = { node: p.node, volume: p.volume, key: p.key, finishedAt: new Date().toISOString() };
+            ctx.save({ done });
+          });
           lines.push(`[${p.node} ${p.volume}] ${lastLine(output)}`);
         }
       }),
@@ -87,8 +81,8 @@ export async function archivePairs(ctx: StepContext<ArchiveDetail>, pairs: Pair[
   const errors = outcomes.flatMap((x) => (x.status === 'rejected' ? [x.reason as unknown] : []));
   if (errors.length) throw firstError(errors);
   const reused = pairs.length - todo.length;
-  const what = o.source === 'staged' ? 'staging cop(ies)' : 'volume(s) in place';
-  const head = `${pairs.length} archive(s) of ${what} uploaded${reused ? ` (${reused} finished before a restart)` : ''}`;
+  const from = o.source === 'staged' ? ' from the staging copies' : '';
+  const head = `${pairs.length} archive(s) uploaded${from}${reused ? ` (${reused} finished before a restart)` : ''}`;
   return { detail: { done }, output: [head, ...lines].join('\n') };
 }
 
@@ -100,25 +94,40 @@ function sourceMount(ctx: StepContext, p: Pair, source: ArchiveSource): Mount {
   return { type: 'volume', source: stagingVolume(instance, ctx.job.id, p.index), target, readOnly: true, labels: stagingLabels(instance, ctx.job.id, 'archive') };
 }
 
-/** one helper, waited for and removed; its (scrubbed) output, or S3_ERROR with the end of it on a non-zero exit */
-async function archivePair(ctx: StepContext, p: Pair, o: { source: ArchiveSource; timeoutMs: number }, secrets: SecretMount[]): Promise<string> {
-  const { docker, config } = ctx.deps;
-  const ref = await docker.createHelper({
-    name: helperName(ctx.deps.instance, ctx.job.id, 'archive', String(p.index)),
+/** the backup image once, for one pair; an archive of a staging copy goes on while the job gives the service back */
+export function archiveHelperSpec(ctx: StepContext, p: Pair, source: ArchiveSource, secrets: SecretMount[]): HelperSpec {
+  const { config } = ctx.deps;
+  return {
+    name: archiveHelperName(ctx.deps.instance, ctx.job.id, p),
     jobId: ctx.job.id,
     nodeId: p.nodeId,
     image: config.backupImage,
     command: ['backup'],
     env: helperEnv(config.s3, config.backupEnv, p),
     secrets,
-    mounts: [sourceMount(ctx, p, o.source)],
+    mounts: [sourceMount(ctx, p, source)],
     auth: registryAuthFor(config.backupImage, { config }),
     networks: config.helperNetworks,
-  });
+    ...(source === 'staged' ? { worksOnCopy: true } : {}),
+  };
+}
+
+/** one helper, waited for, `uploaded` called, then removed; its (scrubbed) output, or S3_ERROR with the end of it on a non-zero exit */
+async function archivePair(
+  ctx: StepContext,
+  p: Pair,
+  o: { source: ArchiveSource; timeoutMs: number },
+  secrets: SecretMount[],
+  uploaded: () => void,
+): Promise<string> {
+  const { docker, config } = ctx.deps;
+  const ref = await docker.createHelper(archiveHelperSpec(ctx, p, o.source, secrets));
   ctx.log.info({ helper: ref.name, node: p.node, volume: p.volume, key: p.key, source: o.source }, 'archive helper running');
   let ended = false;
   try {
-    const res = await docker.waitHelper(ref, { timeoutMs: o.timeoutMs, signal: ctx.signal, pollMs: ARCHIVE_POLL_MS });
+    // a staging copy's archive: its node's staging removal takes the container away as soon as it exited 0, so
+    // its log is only read when it failed (then the container stays)
+    const res = await docker.waitHelper(ref, { timeoutMs: o.timeoutMs, signal: ctx.signal, pollMs: ARCHIVE_POLL_MS, logs: o.source === 'staged' ? 'on-failure' : 'always' });
     ended = true;
     const output = scrub(res.output, config.s3, config.backupEnv);
     const what = `the archive of volume ${p.volume} on ${p.node} (${p.key})`;
@@ -127,7 +136,8 @@ async function archivePair(ctx: StepContext, p: Pair, o: { source: ArchiveSource
     }
     if (res.exitCode !== 0) throw new AppError('S3_ERROR', `${what} failed with exit code ${res.exitCode}: ${tail(output)}`);
     ctx.log.info({ helper: ref.name, key: p.key }, 'archive uploaded');
-    return output;
+    uploaded();
+    return output || `uploaded ${p.key}`;
   } finally {
     // on a shutdown the helper keeps running: the next process reattaches to it instead of uploading again
     const shuttingDown = ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal;

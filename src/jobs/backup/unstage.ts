@@ -18,15 +18,31 @@ import { helperName } from '../../swarm/helpers.js';
 import type { Logger } from '../../log.js';
 import { tail } from '../exec.js';
 import { registryAuthFor } from '../image.js';
+import type { HelperRef } from '../../swarm/port.js';
+import { ARCHIVE_STAGED } from './archive.js';
+import { type Pair, archiveHelperName } from './plan.js';
 import { RESOLVE } from './resolve.js';
-import { STAGING_LABEL, STAGING_ORIGIN_LABEL } from './staging-helper.js';
+import { stagedPairs } from './stage.js';
+import { STAGING_LABEL, STAGING_ORIGIN_LABEL, stagingVolume } from './staging-helper.js';
+
 
 /** one removal helper may take this long (a node that is down never answers; the sweep tries again) */
 const REMOVAL_MAX_MS = 120_000;
 /** how often the sweep looks for staging volumes of jobs that are over */
 export const SWEEP_EVERY_MS = 3600_000;
 
+/**
+ * SWARM_UTILS_AFTER: archive helpers to wait for on the node first (the removal is started with the archives,
+ * so that it is done when they are): each must have run and exited 0, else nothing is removed (exit 3) and
+ * the job's `unstage` step removes the volumes itself.
+ */
 const UNSTAGE_SH = `set -u
+for svc in \${SWARM_UTILS_AFTER:-}; do
+  c=''
+  while [ -z "$c" ]; do c=$(docker ps -aq --filter "label=com.docker.swarm.service.name=$svc" | head -n 1); [ -n "$c" ] || sleep 0.1; done
+  code=$(docker wait "$c" 2>/dev/null)
+  if [ "$code" != 0 ]; then echo "swarm-utils-unstage waited for $svc: exit \${code:-unknown}, nothing removed"; exit 3; fi
+done
 rc=0
 vols=$( { for v in $SWARM_UTILS_VOLUMES; do echo "$v"; done; docker volume ls -q --filter "label=$SWARM_UTILS_LABEL"; } | sort -u)
 for v in $vols; do
@@ -64,36 +80,79 @@ export function parseUnstageOutput(output: string): Omit<NodeRemoval, 'error'> &
   return out;
 }
 
-/** a helper on the node removes the job's staging volumes there: the named ones and any carrying the job's label */
-export async function removeStagingOnNode(
-  deps: Pick<Deps, 'docker' | 'config' | 'instance'>,
-  o: { jobId: number; nodeId: string; volumes: string[]; signal: AbortSignal; log: Logger },
-): Promise<NodeRemoval> {
+interface RemovalTarget {
+  jobId: number;
+  nodeId: string;
+  volumes: string[];
+  /** `unstage` (started with the archives), `unstage-now` (by the step itself), `sweep` */
+  kind: 'unstage' | 'unstage-now' | 'sweep';
+  /** archive helpers of the node to wait for first */
+  after?: string[];
+}
+
+const removalName = (instance: string, t: Pick<RemovalTarget, 'jobId' | 'nodeId' | 'kind'>): string =>
+  helperName(instance, t.jobId, t.kind, t.nodeId.slice(0, 12));
+
+/** a helper on the node that removes the job's staging volumes there: the named ones and any carrying the job's label */
+function launchRemoval(deps: Pick<Deps, 'docker' | 'config' | 'instance'>, t: RemovalTarget): Promise<HelperRef> {
   const { docker, config, instance } = deps;
-  const ref = await docker.createHelper({
-    name: helperName(instance, o.jobId, 'unstage', o.nodeId),
-    jobId: o.jobId,
-    nodeId: o.nodeId,
+  return docker.createHelper({
+    name: removalName(instance, t),
+    jobId: t.jobId,
+    nodeId: t.nodeId,
     image: config.dockerCliImage,
     command: ['sh', '-c', UNSTAGE_SH],
-    env: { SWARM_UTILS_VOLUMES: o.volumes.join(' '), SWARM_UTILS_LABEL: `${STAGING_LABEL}=${instance}.${o.jobId}` },
+    env: {
+      SWARM_UTILS_VOLUMES: t.volumes.join(' '),
+      SWARM_UTILS_LABEL: `${STAGING_LABEL}=${instance}.${t.jobId}`,
+      ...(t.after?.length ? { SWARM_UTILS_AFTER: t.after.join(' ') } : {}),
+    },
     mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }],
     auth: registryAuthFor(config.dockerCliImage, { config }),
   });
+}
+
+/** waits for a removal helper and reads what it removed; the helper is removed (or left to the next process on a shutdown) */
+async function awaitRemoval(deps: Pick<Deps, 'docker' | 'config'>, ref: HelperRef, signal: AbortSignal, log: Logger): Promise<NodeRemoval> {
+  const { docker, config } = deps;
   let ended = false;
   try {
-    const res = await docker.waitHelper(ref, { timeoutMs: Math.min(config.lockMaxExecutionMs, REMOVAL_MAX_MS), signal: o.signal, pollMs: 200 });
+    const res = await docker.waitHelper(ref, { timeoutMs: Math.min(config.lockMaxExecutionMs, REMOVAL_MAX_MS), signal, pollMs: 100 });
     ended = true;
     // only what the helper said is gone is marked removed: lost output leaves the rest to the sweep
     const parsed = parseUnstageOutput(res.output);
     const error =
-      res.exitCode === null ? `the removal helper did not run (${res.state}): ${res.error ?? ''}`.trim() : parsed.kept.length ? tail(res.output, 400) : null;
+      res.exitCode === null ? `the removal helper did not run (${res.state}): ${res.error ?? ''}`.trim() : res.exitCode !== 0 ? tail(res.output, 400) : null;
     return { removed: parsed.removed, emptied: parsed.emptied, error };
   } finally {
-    if (!(o.signal.aborted && o.signal.reason instanceof ShutdownSignal)) {
+    if (!(signal.aborted && signal.reason instanceof ShutdownSignal)) {
       const gone = ended ? docker.removeService(ref.id) : docker.stopHelper(ref, { timeoutMs: HELPER_STOP_MS });
-      await gone.catch((e: unknown) => o.log.warn({ err: e, helper: ref.name }, 'could not remove the staging removal helper'));
+      await gone.catch((e: unknown) => log.warn({ err: e, helper: ref.name }, 'could not remove the staging removal helper'));
     }
+  }
+}
+
+/** the removal of the volumes on a node, now: a helper made (or found again) and waited for */
+export async function removeStagingOnNode(
+  deps: Pick<Deps, 'docker' | 'config' | 'instance'>,
+  t: RemovalTarget,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<NodeRemoval> {
+  return awaitRemoval(deps, await launchRemoval(deps, t), signal, log);
+}
+
+/**
+ * Step `archive-staged` starts each node's removal with its archives: the helper waits there for the node's
+ * archive helpers that are still to run, and removes the node's staging volumes once they all exited 0.
+ */
+export async function startRemovals(ctx: Pick<StepContext, 'deps' | 'job'>, pairs: Pair[], done: Record<string, unknown>): Promise<void> {
+  const rows = pendingStagingOf(ctx.deps.db, ctx.job.id);
+  const nodes = new Set(pairs.map((p) => p.nodeId));
+  for (const nodeId of nodes) {
+    const volumes = rows.filter((r) => r.nodeId === nodeId).map((r) => r.volume);
+    const after = pairs.filter((p) => p.nodeId === nodeId && !done[p.index]).map((p) => archiveHelperName(ctx.deps.instance, ctx.job.id, p));
+    if (volumes.length) await launchRemoval(ctx.deps, { jobId: ctx.job.id, nodeId, volumes, kind: 'unstage', after });
   }
 }
 
@@ -104,25 +163,42 @@ const perNode = (rows: StagingRow[]): StagingRow[][] => {
   return [...out.values()];
 };
 
-/** removes the rows' volumes node by node (in parallel); marks what is gone; answers a line per node */
-async function removeRows(deps: Deps, jobId: number, rows: StagingRow[], signal: AbortSignal, log: Logger): Promise<{ lines: string[]; emptied: string[] }> {
+/**
+ * Removes the rows' volumes node by node (in parallel) and marks what is gone; answers a line per node. With
+ * `started`, a node's removal started with its archives is waited for when the archives all succeeded (it is
+ * done by then), else stopped; what it did not remove is removed now.
+ */
+async function removeRows(
+  deps: Deps,
+  jobId: number,
+  rows: StagingRow[],
+  o: { signal: AbortSignal; log: Logger; kind: 'unstage-now' | 'sweep'; started?: 'await' | 'stop' },
+): Promise<{ lines: string[]; emptied: string[] }> {
   const emptied: string[] = [];
   const lines = await Promise.all(
     perNode(rows).map(async (nodeRows) => {
       const { nodeId, node } = nodeRows[0]!;
       const volumes = nodeRows.map((r) => r.volume);
-      let res: NodeRemoval;
+      const left = new Set(volumes);
+      let error: string | null = null;
+      const take = (res: NodeRemoval) => {
+        markStagingRemoved(deps.db, jobId, res.removed);
+        emptied.push(...res.emptied);
+        for (const v of res.removed) left.delete(v);
+        error = res.error;
+      };
       try {
-        res = await removeStagingOnNode(deps, { jobId, nodeId, volumes, signal, log });
+        const early = o.started ? await deps.docker.findHelper(removalName(deps.instance, { jobId, nodeId, kind: 'unstage' })) : null;
+        if (early && o.started === 'await') take(await awaitRemoval(deps, early, o.signal, o.log));
+        else if (early) await deps.docker.stopHelper(early, { timeoutMs: HELPER_STOP_MS, signal: o.signal });
+        if (left.size) take(await removeStagingOnNode(deps, { jobId, nodeId, volumes: [...left], kind: o.kind }, o.signal, o.log));
       } catch (e) {
-        if (signal.aborted && signal.reason instanceof ShutdownSignal) throw e;
-        res = { removed: [], emptied: [], error: e instanceof Error ? e.message : String(e) };
+        if (o.signal.aborted && o.signal.reason instanceof ShutdownSignal) throw e;
+        error = e instanceof Error ? e.message : String(e);
       }
-      markStagingRemoved(deps.db, jobId, res.removed);
-      emptied.push(...res.emptied);
-      if (res.error) log.warn({ node, error: res.error }, 'staging volumes left for the sweep');
-      return res.error
-        ? `[${node}] ${res.removed.length} of ${volumes.length} staging volume(s) removed; the others are removed by the sweep: ${res.error}`
+      if (left.size) o.log.warn({ node, error, volumes: [...left] }, 'staging volumes left for the sweep');
+      return left.size
+        ? `[${node}] ${volumes.length - left.size} of ${volumes.length} staging volume(s) removed; the others are removed by the sweep: ${error ?? 'not confirmed'}`
         : `[${node}] ${volumes.length} staging volume(s) removed`;
     }),
   );
@@ -133,10 +209,14 @@ async function removeRows(deps: Deps, jobId: number, rows: StagingRow[], signal:
 export async function unstage(ctx: StepContext): Promise<StepOutcome> {
   const rows = pendingStagingOf(ctx.deps.db, ctx.job.id);
   if (!rows.length) return { skipped: true, output: 'no staging volume' };
-  const { lines, emptied } = await removeRows(ctx.deps, ctx.job.id, rows, ctx.signal, ctx.log);
+  // the removals `archive-staged` started are done once its archives all succeeded; otherwise they may wait forever
+  const r = ctx.detailOf(RESOLVE);
+  const archived = ctx.detailOf(ARCHIVE_STAGED)?.done ?? {};
+  const staged = r ? stagedPairs(ctx, r) : new Map();
+  const allArchived = [...staged.keys()].every((i) => archived[i] !== undefined);
+  const { lines, emptied } = await removeRows(ctx.deps, ctx.job.id, rows, { signal: ctx.signal, log: ctx.log, kind: 'unstage-now', started: allArchived ? 'await' : 'stop' });
   if (emptied.length) {
-    const r = ctx.detailOf(RESOLVE);
-    const keys = (r?.pairs ?? []).filter((p) => emptied.some((v) => v.endsWith(`-staged-${p.index}`))).map((p) => p.key);
+    const keys = (r?.pairs ?? []).filter((p) => emptied.includes(stagingVolume(ctx.deps.instance, ctx.job.id, p.index))).map((p) => p.key);
     throw new AppError('DOCKER_ERROR', `staging copies were gone before their archive ran, so these archives hold an empty tree: ${keys.join(', ') || emptied.join(', ')}`);
   }
   return { output: lines.join('\n') };
@@ -153,7 +233,7 @@ export async function sweepStaging(deps: Deps, signal: AbortSignal): Promise<voi
     const log = deps.log.child({ jobId, sweep: 'staging' });
     log.warn({ volumes: jobRows.map((r) => r.volume) }, 'removing staging volumes left by a job that is over');
     try {
-      const { lines } = await removeRows(deps, jobId, jobRows, signal, log);
+      const { lines } = await removeRows(deps, jobId, jobRows, { signal, log, kind: 'sweep' });
       log.info({ result: lines }, 'staging sweep');
     } catch (e) {
       log.warn({ err: e }, 'staging sweep interrupted');

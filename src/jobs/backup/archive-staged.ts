@@ -1,0 +1,53 @@
+/**
+ * Step `archive-staged` of a backup: the staging copies `stage` made, archived and uploaded while the service
+ * runs again (archive.ts). The archives, and each node's staging removal (unstage.ts: it waits on the node for
+ * the archives and removes the copies once they are uploaded), are launched as soon as the copies exist, at the
+ * end of `stage`: their helpers start up while the service starts. They read only the copies, so giving the
+ * service back leaves them at their work; this step reattaches to them (or launches what is missing).
+ */
+import { isAppError } from '../../errors.js';
+import { ShutdownSignal } from '../../engine/limits.js';
+import type { StepContext, StepOutcome } from '../../engine/types.js';
+import { ARCHIVE_STAGED, type ArchiveDetail, archiveHelperSpec, archivePairs, uploadLimit } from './archive.js';
+import type { Pair } from './plan.js';
+import { type Resolved, resolvedOf } from './resolve.js';
+import { type StageDetail, stage, stagedPairs } from './stage.js';
+import { jobSecretMounts } from './secrets.js';
+import { startRemovals } from './unstage.js';
+
+export async function archiveStaged(ctx: StepContext<ArchiveDetail>): Promise<StepOutcome<ArchiveDetail>> {
+  const r = resolvedOf(ctx);
+  const pairs = stagedOf(ctx, r);
+  if (!pairs.length) return { skipped: true, output: r.stage ? 'no volume was staged' : 'nothing is staged (staging off or no stop)' };
+  await startRemovals(ctx, pairs, ctx.detail.done ?? {});
+  return archivePairs(ctx, pairs, { source: 'staged', timeoutMs: await uploadLimit(ctx, r) });
+}
+
+const stagedOf = (ctx: Pick<StepContext, 'detailOf'>, r: Resolved): Pair[] => {
+  const staged = stagedPairs(ctx, r);
+  return r.pairs.filter((p) => staged.has(p.index));
+};
+
+/** step `stage`, then the launch of what `archive-staged` waits for: a head start that is no part of the downtime */
+export async function stageThenLaunch(ctx: StepContext<StageDetail>): Promise<StepOutcome<StageDetail>> {
+  const out = await stage(ctx);
+  if (out.skipped) return out;
+  try {
+    const r = resolvedOf(ctx);
+    const done = ctx.detailOf(ARCHIVE_STAGED)?.done ?? {};
+    const pairs = stagedOf(ctx, r).filter((p) => !done[p.index]);
+    if (pairs.length) {
+      await startRemovals(ctx, pairs, done);
+      const secrets = await jobSecretMounts(ctx);
+      // each node archives its pairs one after the other: its first one starts now
+      const first = new Map<string, Pair>();
+      for (const p of pairs) if (!first.has(p.nodeId)) first.set(p.nodeId, p);
+      await Promise.all([...first.values()].map((p) => ctx.deps.docker.createHelper(archiveHelperSpec(ctx, p, 'staged', secrets))));
+    }
+  } catch (e) {
+    if (ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal) throw e;
+    // only a head start: archive-staged launches whatever is missing
+    ctx.log.warn({ err: isAppError(e) ? e.message : String(e) }, 'could not launch the archives of the staging copies early');
+  }
+  return out;
+}
