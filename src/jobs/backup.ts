@@ -14,8 +14,8 @@ import { requesterKey } from '../db/meta.js';
  * backup of one service (README "How jobs run", "Backups: staging"), on the tasks taken at the start:
  *   resolve → exec → prepare → stop → stage → archive → start (always) → archive-staged → verify → unstage (always).
  * With stop=true and staging on, `prepare` starts a staging helper per node before the stop, `stage` collects
- * the copies made the moment the service's containers exited (and launches their archives), `start` gives the
- * service back at once and `archive-staged` waits for the archives of the copies while the service runs; `archive` only takes the pairs that could not be staged
+ * the copies made the moment the service's containers exited, `start` gives the service back at once and
+ * `archive-staged` archives the copies once it runs; `archive` only takes the pairs that could not be staged
  * (every pair, with staging off), while the service is stopped. Without stop, only `archive` runs.
  * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys (resolve),
  * the tasks a copy may trust and the staging volumes (prepare), the replica count (stop), each copy and each
@@ -30,7 +30,7 @@ export const backupKind: JobKind & SubmitCheck = {
     { name: 'exec', run: execStep },
     { ...PREPARE, run: prepare },
     { ...STOP, run: stop },
-    // the copies' archives are launched at its end: their helpers start up while the service starts
+    // what the copies' archives need is launched at its end, to be ready when the service is
     { ...STAGE, whileDown: { from: STOP.name }, run: stageThenLaunch },
     { ...ARCHIVE, whileDown: { from: STOP.name }, run: archive },
     // compensation: runs after a failure, a cancel, a timeout, an engine error, a crash and a shutdown

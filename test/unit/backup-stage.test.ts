@@ -67,7 +67,7 @@ const task = (id: string, nodeId: string, containerId: string | null): TaskInfo 
 function helperOutput(pairs: number[], copy: (i: number) => boolean): string {
   const lines = pairs.map((i) => (copy(i) ? `swarm-utils-stage pair=${i} room=yes needs 10 KiB, 900 KiB free` : `swarm-utils-stage pair=${i} room=no needs 5000 KiB + 10 KiB kept free, 900 KiB free`));
   lines.push('swarm-utils-stage ready', 'swarm-utils-stage stopped');
-  for (const i of pairs.filter(copy)) lines.push(`swarm-utils-stage pair=${i} staged`, `swarm-utils-count files=${i + 3} bytes=${(i + 1) * 1000}`);
+  for (const i of pairs.filter(copy)) lines.push(`swarm-utils-count files=${i + 3} bytes=${(i + 1) * 1000}`, `swarm-utils-stage pair=${i} staged`);
   return lines.join('\n') + '\n';
 }
 
@@ -232,24 +232,19 @@ describe('stage', () => {
     expect(h.created.map((c) => c.env.BACKUP_FILENAME)).toEqual(['f0', 'f1', 'f2']);
   });
 
-  it('the copies’ archives and removals are launched at the end of stage; a give-back stops every helper of the job but those', async () => {
+  it('the end of stage launches each node’s staging removal and the job’s secrets, no upload; a give-back stops every helper of the job but the removals', async () => {
     const h = staged(harness({ resolve: resolved }));
     await stageThenLaunch(h.ctx('stage') as never);
-    const launched = h.created.map((c) => c.name);
-    expect(launched).toEqual([
-      `swarm-utils-test01-${h.job.id}-unstage-n1`,
-      `swarm-utils-test01-${h.job.id}-unstage-n2`,
-      `swarm-utils-test01-${h.job.id}-archive-0`,
-      `swarm-utils-test01-${h.job.id}-archive-2`,
-    ]);
-    const archiveSpec = h.created.find((c) => c.name.endsWith('-archive-0'))!;
-    expect(archiveSpec.worksOnCopy).toBe(true);
-    const raw = helperServiceSpec(archiveSpec) as { Name: string; Labels: Record<string, string> };
+    expect(h.created.map((c) => c.name)).toEqual([`swarm-utils-test01-${h.job.id}-unstage-n1`, `swarm-utils-test01-${h.job.id}-unstage-n2`]);
+    expect(h.docker.secrets.map((x) => x.name).sort()).toEqual([`swarm-utils-test01-${h.job.id}-AWS_ACCESS_KEY_ID`, `swarm-utils-test01-${h.job.id}-AWS_SECRET_ACCESS_KEY`]);
+    const removal = h.created[0]!;
+    expect(removal.worksOnCopy).toBe(true);
+    const raw = helperServiceSpec(removal) as { Name: string; Labels: Record<string, string> };
     expect(raw.Labels).toEqual({ 'swarm-utils.helper': String(h.job.id), 'swarm-utils.helper.works-on': 'copy' });
     expect(toHelperRef({ ID: 'x', Spec: raw } as never)).toEqual({ id: 'x', name: raw.Name, jobId: h.job.id, worksOnCopy: true });
-    // what the runner does before `start`: the archive of a copy goes on, a helper that reads the volume does not
+    // what the runner does before `start`: the removal goes on, a helper that reads the volume does not
     h.docker.listHelpers = async () => [
-      { id: 'a', name: `swarm-utils-test01-${h.job.id}-archive-0`, jobId: h.job.id, worksOnCopy: true },
+      { id: 'r', name: removal.name, jobId: h.job.id, worksOnCopy: true },
       { id: 's', name: `swarm-utils-test01-${h.job.id}-stage-0`, jobId: h.job.id },
     ];
     const stopped: string[] = [];
@@ -257,7 +252,7 @@ describe('stage', () => {
     await stopJobHelpers(h.ctx('start').deps, h.job.id, undefined, { sparingCopies: true });
     expect(stopped).toEqual(['s']);
     await stopJobHelpers(h.ctx('start').deps, h.job.id);
-    expect(stopped).toEqual(['s', 'a', 's']);
+    expect(stopped).toEqual(['s', 'r', 's']);
   });
 
   it('a task of the service that started on a node after the helpers were launched: that node is copied again', async () => {
@@ -270,10 +265,15 @@ describe('stage', () => {
 
   it('a failed copy, a helper that never ran or a wait that failed: those volumes are archived in place, with the reason', async () => {
     const h = staged(harness({ resolve: resolved }));
-    h.docker.waitHelper = async (ref): Promise<HelperResult> => {
-      if (ref.name.endsWith('-stage-2')) throw new AppError('DOCKER_ERROR', 'the manager went away');
-      return { exitCode: 0, state: 'complete', error: null, output: 'swarm-utils-stage ready\nswarm-utils-stage stopped\nswarm-utils-stage pair=0 failed cp: write error: No space left on device\n' };
+    const said = 'swarm-utils-stage ready\nswarm-utils-stage stopped\nswarm-utils-stage pair=0 failed cp: write error: No space left on device\n';
+    h.docker.serviceLogs = async (id) => {
+      if (id.endsWith('-stage-2')) throw new AppError('DOCKER_ERROR', 'the manager went away');
+      return said.split('\n');
     };
+    // the helper of w1 ended without a word on pair 1: its whole output is read from its end
+    const listTasks = h.docker.listTasks;
+    h.docker.listTasks = async (id) => (id === 'svc1' ? listTasks(id) : [{ ...task('h', 'n1', 'x'), state: 'complete' }]);
+    h.docker.waitHelper = async (): Promise<HelperResult> => ({ exitCode: 0, state: 'complete', error: null, output: said });
     const out = await stage(h.ctx('stage') as never);
     expect(h.details.stage!.pairs).toMatchObject({
       0: { staged: false, reason: 'the copy failed: cp: write error: No space left on device' },
@@ -300,7 +300,7 @@ describe('stage', () => {
   });
 
   it('the staging helper output is read pair by pair', () => {
-    const r = parseStagingOutput(helperOutput([0, 1], (i) => i === 0) + 'swarm-utils-stage pair=5 staged\nnot a count\n');
+    const r = parseStagingOutput(helperOutput([0, 1], (i) => i === 0) + 'not a count\nswarm-utils-stage pair=5 staged\n');
     expect(r.ready).toBe(true);
     expect(r.stopped).toBe(true);
     expect(r.pairs.get(0)).toEqual({ kind: 'staged', count: { files: 3, bytes: 1000 } });
@@ -352,15 +352,24 @@ describe('verify', () => {
 
 describe('unstage and the sweep', () => {
   const removal = (lines: string[], exitCode = 0): HelperResult => ({ exitCode, state: exitCode === 0 ? 'complete' : 'failed', error: null, output: lines.join('\n') });
+  /** removal helpers that say `said(name)`: in their log (read while they run) and at their end */
+  function removals(h: { docker: ReturnType<typeof fakeDocker> }, said: (name: string) => HelperResult, seen: string[] = []) {
+    h.docker.waitHelper = async (ref) => said(ref.name);
+    h.docker.serviceLogs = async (id) => {
+      seen.push(id);
+      return said(id).output.split('\n');
+    };
+  }
 
   it('removes the job’s staging volumes node by node; what a node could not remove stays for the sweep', async () => {
     const h = harness({ resolve: resolved });
     for (const p of resolved.pairs) recordStaging(h.db, { jobId: h.job.id, nodeId: p.nodeId, node: p.node, volume: stagingVolume('test01', h.job.id, p.index) });
     const [v0, v1, v2] = [0, 1, 2].map((i) => stagingVolume('test01', h.job.id, i));
-    h.docker.waitHelper = async (ref) =>
-      ref.name.endsWith('-n1')
+    removals(h, (name) =>
+      name.endsWith('-n1')
         ? removal([`swarm-utils-unstage removed ${v0} origin=stage`, `swarm-utils-unstage gone ${v1}`])
-        : removal([`swarm-utils-unstage kept ${v2} Error response from daemon: remove ${v2}: volume is in use`], 1);
+        : removal([`swarm-utils-unstage kept ${v2} Error response from daemon: remove ${v2}: volume is in use`], 1),
+    );
     const out = await unstage(h.ctx('unstage') as never);
     expect(h.created.map((c) => [c.name, c.nodeId, c.env.SWARM_UTILS_VOLUMES, c.env.SWARM_UTILS_LABEL, c.env.SWARM_UTILS_AFTER])).toEqual([
       [`swarm-utils-test01-${h.job.id}-unstage-now-n1`, 'n1', `${v0} ${v1}`, `swarm-utils.staging=test01.${h.job.id}`, undefined],
@@ -372,7 +381,7 @@ describe('unstage and the sweep', () => {
     // the job is over: the sweep finds the volume, and this time the node removes it
     finishJob(h.db, h.job.id, 'succeeded');
     expect(orphanStaging(h.db).map((r) => r.volume)).toEqual([v2]);
-    h.docker.waitHelper = async () => removal([`swarm-utils-unstage removed ${v2} origin=stage`]);
+    removals(h, () => removal([`swarm-utils-unstage removed ${v2} origin=stage`]));
     await sweepStaging(makeDeps(h.db, h.docker, testConfig(env)), new AbortController().signal);
     expect(orphanStaging(h.db)).toEqual([]);
   });
@@ -389,10 +398,7 @@ describe('unstage and the sweep', () => {
       const stopped: string[] = [];
       h.docker.stopHelper = async (ref) => void stopped.push(ref.name);
       const waited: string[] = [];
-      h.docker.waitHelper = async (ref) => {
-        waited.push(ref.name);
-        return removal([`swarm-utils-unstage removed ${v0} origin=stage`]);
-      };
+      removals(h, () => removal([`swarm-utils-unstage removed ${v0} origin=stage`]), waited);
       await unstage(h.ctx('unstage') as never);
       expect(pendingStagingOf(h.db, h.job.id)).toEqual([]);
       if (succeeded) {
@@ -409,7 +415,7 @@ describe('unstage and the sweep', () => {
     const h = harness({ resolve: resolved });
     const v0 = stagingVolume('test01', h.job.id, 0);
     recordStaging(h.db, { jobId: h.job.id, nodeId: 'n1', node: 'w1', volume: v0 });
-    h.docker.waitHelper = async () => removal([`swarm-utils-unstage removed ${v0} origin=archive`]);
+    removals(h, () => removal([`swarm-utils-unstage removed ${v0} origin=archive`]));
     const err = await unstage(h.ctx('unstage') as never).catch((e: unknown) => e as AppError);
     expect(err).toBeInstanceOf(AppError);
     expect((err as AppError).message).toContain('k0');

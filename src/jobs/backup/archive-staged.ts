@@ -1,14 +1,14 @@
 /**
- * Step `archive-staged` of a backup: the staging copies `stage` made, archived and uploaded while the service
- * runs again (archive.ts). The archives, and each node's staging removal (unstage.ts: it waits on the node for
- * the archives and removes the copies once they are uploaded), are launched as soon as the copies exist, at the
- * end of `stage`: their helpers start up while the service starts. They read only the copies, so giving the
- * service back leaves them at their work; this step reattaches to them (or launches what is missing).
+ * Step `archive-staged` of a backup: the staging copies `stage` made, archived and uploaded once the service
+ * runs again (archive.ts): an upload never starts before the service is back. What does not upload is launched
+ * as soon as the copies exist, at the end of `stage`, so that it is ready when the service is: the job's Docker
+ * secrets, and each node's staging removal (unstage.ts), which waits on the node for the archives and removes
+ * the copies once they are uploaded. A removal reads only copies: giving the service back leaves it at work.
  */
 import { isAppError } from '../../errors.js';
 import { ShutdownSignal } from '../../engine/limits.js';
 import type { StepContext, StepOutcome } from '../../engine/types.js';
-import { ARCHIVE_STAGED, type ArchiveDetail, archiveHelperSpec, archivePairs, uploadLimit } from './archive.js';
+import { ARCHIVE_STAGED, type ArchiveDetail, archivePairs, uploadLimit } from './archive.js';
 import type { Pair } from './plan.js';
 import { type Resolved, resolvedOf } from './resolve.js';
 import { type StageDetail, stage, stagedPairs } from './stage.js';
@@ -19,8 +19,9 @@ export async function archiveStaged(ctx: StepContext<ArchiveDetail>): Promise<St
   const r = resolvedOf(ctx);
   const pairs = stagedOf(ctx, r);
   if (!pairs.length) return { skipped: true, output: r.stage ? 'no volume was staged' : 'nothing is staged (staging off or no stop)' };
-  await startRemovals(ctx, pairs, ctx.detail.done ?? {});
-  return archivePairs(ctx, pairs, { source: 'staged', timeoutMs: await uploadLimit(ctx, r) });
+  // found again when `stage` launched them (or launched now), like the job's secrets (archive.ts)
+  const [timeoutMs] = await Promise.all([uploadLimit(ctx, r), startRemovals(ctx, pairs, ctx.detail.done ?? {})]);
+  return archivePairs(ctx, pairs, { source: 'staged', timeoutMs });
 }
 
 const stagedOf = (ctx: Pick<StepContext, 'detailOf'>, r: Resolved): Pair[] => {
@@ -28,7 +29,7 @@ const stagedOf = (ctx: Pick<StepContext, 'detailOf'>, r: Resolved): Pair[] => {
   return r.pairs.filter((p) => staged.has(p.index));
 };
 
-/** step `stage`, then the launch of what `archive-staged` waits for: a head start that is no part of the downtime */
+/** step `stage`, then the launch of what `archive-staged` will need: a head start that is no part of the downtime */
 export async function stageThenLaunch(ctx: StepContext<StageDetail>): Promise<StepOutcome<StageDetail>> {
   const out = await stage(ctx);
   if (out.skipped) return out;
@@ -38,11 +39,7 @@ export async function stageThenLaunch(ctx: StepContext<StageDetail>): Promise<St
     const pairs = stagedOf(ctx, r).filter((p) => !done[p.index]);
     if (pairs.length) {
       await startRemovals(ctx, pairs, done);
-      const secrets = await jobSecretMounts(ctx);
-      // each node archives its pairs one after the other: its first one starts now
-      const first = new Map<string, Pair>();
-      for (const p of pairs) if (!first.has(p.nodeId)) first.set(p.nodeId, p);
-      await Promise.all([...first.values()].map((p) => ctx.deps.docker.createHelper(archiveHelperSpec(ctx, p, 'staged', secrets))));
+      await jobSecretMounts(ctx);
     }
   } catch (e) {
     if (ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal) throw e;

@@ -94,7 +94,7 @@ function sourceMount(ctx: StepContext, p: Pair, source: ArchiveSource): Mount {
   return { type: 'volume', source: stagingVolume(instance, ctx.job.id, p.index), target, readOnly: true, labels: stagingLabels(instance, ctx.job.id, 'archive') };
 }
 
-/** the backup image once, for one pair; an archive of a staging copy goes on while the job gives the service back */
+/** the backup image once, for one pair */
 export function archiveHelperSpec(ctx: StepContext, p: Pair, source: ArchiveSource, secrets: SecretMount[]): HelperSpec {
   const { config } = ctx.deps;
   return {
@@ -108,7 +108,6 @@ export function archiveHelperSpec(ctx: StepContext, p: Pair, source: ArchiveSour
     mounts: [sourceMount(ctx, p, source)],
     auth: registryAuthFor(config.backupImage, { config }),
     networks: config.helperNetworks,
-    ...(source === 'staged' ? { worksOnCopy: true } : {}),
   };
 }
 
@@ -153,7 +152,7 @@ async function discard(ctx: StepContext, ref: HelperRef, ended: boolean): Promis
 }
 
 /** an archive's end is seen within this (the job's total time counts it) */
-const ARCHIVE_POLL_MS = 200;
+const ARCHIVE_POLL_MS = 100;
 
 const lastLine = (text: string): string => tail(text.trim().split('\n').at(-1) ?? '', 300);
 

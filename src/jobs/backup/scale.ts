@@ -35,7 +35,7 @@ export const START = stepRef('start', StartDetail, ['restore']);
 
 const ATTEMPTS = 8;
 /** how often the task list is read while waiting for a stop or a start */
-export const WAIT_POLL_MS = 100;
+export const WAIT_POLL_MS = 50;
 /** states in which a task has, or is about to have, a container */
 const LIVE = new Set(['assigned', 'accepted', 'preparing', 'ready', 'starting', 'running']);
 

@@ -23,7 +23,7 @@ import { tail } from '../exec.js';
 import { registryAuthFor } from '../image.js';
 import { LIMIT, type Pair } from './plan.js';
 import { type Resolved, resolvedOf, serviceById } from './resolve.js';
-import { type PairReport, type StagingReport, parseStagingOutput, stagingHelperName, stagingHelperSpec, stagingVolume } from './staging-helper.js';
+import { type PairReport, type StagingReport, isFinal, parseStagingOutput, stagingHelperName, stagingHelperSpec, stagingVolume } from './staging-helper.js';
 
 export const PrepareDetail = z.object({
   /** every task of the service when the staging helpers were launched */
@@ -44,7 +44,7 @@ export type StageDetail = z.infer<typeof StageDetail>;
 export const STAGE = stepRef('stage', StageDetail);
 
 /** how often a staging helper is looked at while it gets ready or copies (the copy is in the downtime) */
-const POLL_MS = 100;
+const POLL_MS = 50;
 /** a staging helper that is not ready after this long is given up: its pairs are archived in place */
 const READY_MAX_MS = 120_000;
 
@@ -193,10 +193,10 @@ async function stageNode(
   o: { knownTasks: string[] | null; timeoutMs: number },
 ): Promise<Record<string, StageOutcome>> {
   const early = await ctx.deps.docker.findHelper(stagingName(ctx, pairs));
-  let result = await runToEnd(ctx, early ?? (await launch(ctx, r, pairs)), o.timeoutMs);
+  let result = await runToEnd(ctx, early ?? (await launch(ctx, r, pairs)), pairs, o.timeoutMs);
   if (early && o.knownTasks && (await newTaskOnNode(ctx, r.serviceId, pairs[0]!.nodeId, o.knownTasks))) {
     ctx.log.warn({ node: pairs[0]!.node }, 'a task of the service started on the node while its staging helper waited: copying again');
-    result = await runToEnd(ctx, await launch(ctx, r, pairs, '-again'), o.timeoutMs);
+    result = await runToEnd(ctx, await launch(ctx, r, pairs, '-again'), pairs, o.timeoutMs);
   }
   const report = parseStagingOutput(result.output);
   const out: Record<string, StageOutcome> = {};
@@ -221,12 +221,12 @@ function whyNot(p: Pair, said: PairReport | undefined, res: HelperResult): strin
   return `the staging helper ended (exit ${res.exitCode}) without a copy: ${tail(res.output, 300)}`;
 }
 
-/** waits for the helper (closely: this is downtime) and removes it; on a shutdown it is left for the next process */
-async function runToEnd(ctx: StepContext, ref: HelperRef, timeoutMs: number): Promise<HelperResult> {
+/** waits for the helper's word on every pair (closely: this is downtime) and removes it; on a shutdown it is left for the next process */
+async function runToEnd(ctx: StepContext, ref: HelperRef, pairs: Pair[], timeoutMs: number): Promise<HelperResult> {
   const { docker } = ctx.deps;
   let ended = false;
   try {
-    const res = await docker.waitHelper(ref, { timeoutMs, signal: ctx.signal, pollMs: POLL_MS });
+    const res = await withLimit(`the staging helper ${ref.name}`, timeoutMs, ctx.signal, (signal) => untilCopied(ctx, ref, pairs, signal));
     ended = true;
     return res;
   } finally {
@@ -234,6 +234,22 @@ async function runToEnd(ctx: StepContext, ref: HelperRef, timeoutMs: number): Pr
       const gone = ended ? docker.removeService(ref.id) : docker.stopHelper(ref, { timeoutMs: HELPER_STOP_MS });
       await gone.catch((e: unknown) => ctx.log.warn({ err: e, helper: ref.name }, 'could not remove staging helper'));
     }
+  }
+}
+
+/**
+ * The helper's log is read as it is written: its last word on every pair (the count printed before it) ends the
+ * wait at once, without waiting for Docker to report the task's end; a task that ended otherwise is read whole.
+ */
+async function untilCopied(ctx: StepContext, ref: HelperRef, pairs: Pair[], signal: AbortSignal): Promise<HelperResult> {
+  const { docker } = ctx.deps;
+  for (;;) {
+    const [tasks, lines] = await Promise.all([docker.listTasks(ref.id), docker.serviceLogs(ref.id, 1000)]);
+    const output = lines.join('\n');
+    const report = parseStagingOutput(output);
+    if (pairs.every((p) => isFinal(report.pairs.get(p.index)))) return { exitCode: 0, state: 'copied', error: null, output };
+    if (tasks.length && tasks.every((t) => ENDED.has(t.state))) return docker.waitHelper(ref, { timeoutMs: HELPER_STOP_MS, signal, pollMs: POLL_MS });
+    await sleep(POLL_MS, signal);
   }
 }
 

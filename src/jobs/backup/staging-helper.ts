@@ -8,7 +8,7 @@
  *   2. waits for the service's containers on its node to exit (`docker wait`, then no running container
  *      of the service is left there), and prints `stopped`;
  *   3. per pair with room: empties the staging volume, copies with `cp -a` (owners, modes, links, times),
- *      counts the copy with the shared `count_tree`, and prints `staged` and the count line (or `failed`).
+ *      counts the copy with the shared `count_tree`, and prints the count line and `staged` (or `failed`).
  * Values reach the fixed script as environment variables only: nothing is spliced into shell text.
  */
 import { COUNT_TREE_SH, type TreeCount, parseTreeCount } from '../tree-count.js';
@@ -68,7 +68,7 @@ for i in $plan; do
   from=${FROM}/$i; to=${TO}/$i
   empty "$to"
   if err=$(cp -a "$from/." "$to/" 2>&1) && count=$(count_tree "$to"); then
-    say "pair=$i staged"; echo "$count"
+    echo "$count"; say "pair=$i staged"
   else
     empty "$to"
     say "pair=$i failed $(echo "$err" | tail -n 1)"
@@ -115,7 +115,7 @@ export function stagingHelperSpec(h: StagingHelperInput): Omit<HelperSpec, 'auth
   };
 }
 
-/** what the helper said about one pair */
+/** what the helper said about one pair; `room` with ok=false, `staged` and `failed` are its last word */
 export type PairReport =
   | { kind: 'room'; ok: boolean; text: string }
   | { kind: 'staged'; count: TreeCount }
@@ -130,7 +130,10 @@ export interface StagingReport {
 
 const LINE = /^swarm-utils-stage pair=(\d+) (room=yes|room=no|staged|failed)(?: (.*))?$/;
 
-/** the helper's output (complete or so far) read line by line; a `staged` line takes the count line after it */
+/**
+ * The helper's output (complete or so far) read line by line; a `staged` line takes the count line just before
+ * it, so a `staged` line seen in the log means its count was written too.
+ */
 export function parseStagingOutput(output: string): StagingReport {
   const report: StagingReport = { ready: false, stopped: false, pairs: new Map() };
   const lines = output.split(/\r?\n/).map((l) => l.trim());
@@ -142,7 +145,7 @@ export function parseStagingOutput(output: string): StagingReport {
     const index = Number(m[1]);
     const text = (m[3] ?? '').trim();
     if (m[2] === 'staged') {
-      const count = parseTreeCount(lines[i + 1] ?? '');
+      const count = parseTreeCount(lines[i - 1] ?? '');
       report.pairs.set(index, count ? { kind: 'staged', count } : { kind: 'failed', text: 'the copy was not counted' });
     } else if (m[2] === 'failed') {
       report.pairs.set(index, { kind: 'failed', text: text || 'the copy failed' });
@@ -152,3 +155,6 @@ export function parseStagingOutput(output: string): StagingReport {
   });
   return report;
 }
+
+/** the helper has said its last word on the pair: nothing more will be written for it */
+export const isFinal = (r: PairReport | undefined): boolean => r !== undefined && (r.kind !== 'room' || !r.ok);

@@ -11,7 +11,7 @@
  */
 import { AppError } from '../../errors.js';
 import { HELPER_STOP_MS } from '../../engine/helpers.js';
-import { ShutdownSignal } from '../../engine/limits.js';
+import { ShutdownSignal, sleep, withLimit } from '../../engine/limits.js';
 import type { Deps, StepContext, StepOutcome } from '../../engine/types.js';
 import { type StagingRow, markStagingRemoved, orphanStaging, pendingStagingOf } from '../../db/staging.js';
 import { helperName } from '../../swarm/helpers.js';
@@ -26,6 +26,7 @@ import { stagedPairs } from './stage.js';
 import { STAGING_LABEL, STAGING_ORIGIN_LABEL, stagingVolume } from './staging-helper.js';
 
 
+const TERMINAL = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
 /** one removal helper may take this long (a node that is down never answers; the sweep tries again) */
 const REMOVAL_MAX_MS = 120_000;
 /** how often the sweep looks for staging volumes of jobs that are over */
@@ -46,11 +47,11 @@ done
 rc=0
 vols=$( { for v in $SWARM_UTILS_VOLUMES; do echo "$v"; done; docker volume ls -q --filter "label=$SWARM_UTILS_LABEL"; } | sort -u)
 for v in $vols; do
-  if ! docker volume inspect "$v" >/dev/null 2>&1; then echo "swarm-utils-unstage gone $v"; continue; fi
-  origin=$(docker volume inspect -f '{{ index .Labels "${STAGING_ORIGIN_LABEL}" }}' "$v" 2>/dev/null)
-  for c in $(docker ps -aq --filter "volume=$v"); do docker rm -f "$c" >/dev/null 2>&1; done
+  if ! origin=$(docker volume inspect -f 'origin={{ index .Labels "${STAGING_ORIGIN_LABEL}" }}' "$v" 2>/dev/null); then echo "swarm-utils-unstage gone $v"; continue; fi
+  users=$(docker ps -aq --filter "volume=$v")
+  [ -z "$users" ] || docker rm -f $users >/dev/null 2>&1
   if err=$(docker volume rm "$v" 2>&1 >/dev/null); then
-    echo "swarm-utils-unstage removed $v origin=$origin"
+    echo "swarm-utils-unstage removed $v $origin"
   else
     echo "swarm-utils-unstage kept $v $err"; rc=1
   fi
@@ -109,15 +110,30 @@ function launchRemoval(deps: Pick<Deps, 'docker' | 'config' | 'instance'>, t: Re
     },
     mounts: [{ type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }],
     auth: registryAuthFor(config.dockerCliImage, { config }),
+    // it removes copies only, once their archives are uploaded: it goes on while the job gives the service back
+    worksOnCopy: true,
   });
 }
 
-/** waits for a removal helper and reads what it removed; the helper is removed (or left to the next process on a shutdown) */
-async function awaitRemoval(deps: Pick<Deps, 'docker' | 'config'>, ref: HelperRef, signal: AbortSignal, log: Logger): Promise<NodeRemoval> {
+/**
+ * Waits for a removal helper and reads what it removed: as soon as its log has a word on each of `volumes`, or
+ * else from its end. The helper is removed (or left to the next process on a shutdown).
+ */
+async function awaitRemoval(deps: Pick<Deps, 'docker' | 'config'>, ref: HelperRef, volumes: string[], signal: AbortSignal, log: Logger): Promise<NodeRemoval> {
   const { docker, config } = deps;
   let ended = false;
   try {
-    const res = await docker.waitHelper(ref, { timeoutMs: Math.min(config.lockMaxExecutionMs, REMOVAL_MAX_MS), signal, pollMs: 100 });
+    const res = await withLimit(`the staging removal ${ref.name}`, Math.min(config.lockMaxExecutionMs, REMOVAL_MAX_MS), signal, async (s) => {
+      for (;;) {
+        const [tasks, lines] = await Promise.all([docker.listTasks(ref.id), docker.serviceLogs(ref.id, 1000)]);
+        const said = parseUnstageOutput(lines.join('\n'));
+        if (volumes.every((v) => said.removed.includes(v) || said.kept.includes(v))) {
+          return { exitCode: said.kept.length ? 1 : 0, state: 'removed', error: null, output: lines.join('\n') };
+        }
+        if (tasks.length && tasks.every((t) => TERMINAL.has(t.state))) return docker.waitHelper(ref, { timeoutMs: HELPER_STOP_MS, signal: s, pollMs: 100 });
+        await sleep(100, s);
+      }
+    });
     ended = true;
     // only what the helper said is gone is marked removed: lost output leaves the rest to the sweep
     const parsed = parseUnstageOutput(res.output);
@@ -139,7 +155,7 @@ export async function removeStagingOnNode(
   signal: AbortSignal,
   log: Logger,
 ): Promise<NodeRemoval> {
-  return awaitRemoval(deps, await launchRemoval(deps, t), signal, log);
+  return awaitRemoval(deps, await launchRemoval(deps, t), t.volumes, signal, log);
 }
 
 /**
@@ -189,7 +205,7 @@ async function removeRows(
       };
       try {
         const early = o.started ? await deps.docker.findHelper(removalName(deps.instance, { jobId, nodeId, kind: 'unstage' })) : null;
-        if (early && o.started === 'await') take(await awaitRemoval(deps, early, o.signal, o.log));
+        if (early && o.started === 'await') take(await awaitRemoval(deps, early, volumes, o.signal, o.log));
         else if (early) await deps.docker.stopHelper(early, { timeoutMs: HELPER_STOP_MS, signal: o.signal });
         if (left.size) take(await removeStagingOnNode(deps, { jobId, nodeId, volumes: [...left], kind: o.kind }, o.signal, o.log));
       } catch (e) {
