@@ -64,6 +64,8 @@ async function bootingService(name: string, o: { volume: string; labels: Record<
 const FILL_SH = `set -e
 mkdir -p /data/sub/deep /data/empty-dir
 head -c 300000 /dev/urandom > /data/sub/deep/blob.bin
+# about a second of gzip: long enough for the two nodes' archives to be seen running at the same time
+head -c 24000000 /dev/urandom > /data/noise.bin
 echo "hello" > "/data/with space.txt"
 : > /data/empty.txt
 ln -s sub/deep/blob.bin /data/link
