@@ -180,7 +180,9 @@ describe('safety at the edges on the real swarm', () => {
     const tasks = await containerLifetimes(w1, since, (n) => n.startsWith(`${PRN}.`));
     const prunes = await containerLifetimes(w1, since, (n) => n.startsWith(`swarm-utils-${inst}-${cleanDone.id}-`));
     expect(tasks).toHaveLength(2);
-    expect(prunes).toHaveLength(3);
+    // container, image list, builder; plus the image removal when the node had an image to remove (other runs leave some)
+    expect(prunes.length).toBeGreaterThanOrEqual(3);
+    expect(prunes.length).toBeLessThanOrEqual(4);
     // from the old task's end to the new task's start the service was down on su-worker-1: no prune then
     const down = { start: tasks[0]!.end, end: tasks[1]!.start };
     for (const p of prunes) expect(overlaps(p, down), `${p.name} ran while ${PRN} was down`).toBe(false);

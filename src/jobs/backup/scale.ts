@@ -151,3 +151,11 @@ async function waitTasks(ctx: StepContext, serviceId: string, signal: AbortSigna
     await sleep(pause, signal);
   }
 }
+
+/**
+ * @deprecated the step that gives the service back is `start` (START, start); these names stay for code written
+ * before the rename (a merge brings such code), and point at the same step
+ */
+export const RESTORE = START;
+/** @deprecated see RESTORE */
+export const restore = start;
