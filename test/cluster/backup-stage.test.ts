@@ -3,6 +3,9 @@
 // left behind; a SIGKILL after staging; a node without room for the copy; staging off.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { COUNT_TREE_SH, parseTreeCount } from '../../src/jobs/tree-count.js';
+import { openDb } from '../../src/db/index.js';
+import { finishJob, insertJob } from '../../src/db/jobs.js';
+import { orphanStaging, recordStaging } from '../../src/db/staging.js';
 import { IMAGES, REGISTRY_AUTH, dockerFor } from '../helpers/testbed.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
@@ -86,6 +89,13 @@ async function countOf(task: any): Promise<{ files: number; bytes: number }> {
 
 /** the tree of the archive's backup/<volume>/ */
 const archivedTree = async (key: string, volume: string) => treeOfTar(await downloadTar(key), `backup/${volume}`);
+
+/** the image on the node's daemon (pulled from the test registry if it lacks it) */
+async function pulled(d: ReturnType<typeof dockerFor>, image: string): Promise<void> {
+  if (await d.getImage(image).inspect().then(() => true, () => false)) return;
+  const stream = await d.pull(image, { authconfig: REGISTRY_AUTH });
+  await new Promise((resolve, reject) => d.modem.followProgress(stream, (err: unknown) => (err ? reject(err) : resolve(null))));
+}
 
 async function stagingVolumesOn(node: string, inst: string, jobId: number): Promise<string[]> {
   const d = dockerFor(node);
@@ -342,5 +352,36 @@ describe('staged stop=true backups on the real swarm', () => {
     expect(archive!.start, 'archived after the stop').toBeGreaterThan(tasks[0]!.end);
     expect(archive!.end, 'started again only after the upload').toBeLessThan(tasks[1]!.start);
     expect(await containerLifetimes(w2, since, (n) => n.startsWith(`swarm-utils-${instanceOf(s)}-${job.id}-stage-`))).toEqual([]);
+  });
+  it('staging volumes of a job that is over (a crash, a node that was down) are removed by the start-up sweep, found by name and by label', async () => {
+    // a database whose job ended leaving a staging volume recorded on su-worker-1, and one only its label names
+    const other = await startServer(env);
+    await other.stop();
+    const inst = instanceOf(other);
+    instances.add(inst);
+    const db = openDb(other.dbPath);
+    const job = insertJob(db, { type: 'backup', targetKind: 'service', target: 'gone', source: 'api', locks: [] });
+    finishJob(db, job.id, 'failed');
+    const [recorded, labelled] = [`swarm-utils-${inst}-${job.id}-staged-0`, `swarm-utils-${inst}-${job.id}-staged-1`];
+    volumes.push(recorded, labelled);
+    const nodeId = (await manager.listNodes()).find((n: any) => n.Description.Hostname === W1)!.ID as string;
+    recordStaging(db, { jobId: job.id, nodeId, node: W1, volume: recorded });
+    db.close();
+    const w1 = dockerFor(W1);
+    for (const name of [recorded, labelled]) await w1.createVolume({ Name: name, Labels: { 'swarm-utils.staging': `${inst}.${job.id}` } } as any);
+    // a stopped container still holds one of them (Docker 20.10 keeps the containers of removed helpers)
+    await pulled(w1, IMAGES.dockerCli);
+    const holder = await w1.createContainer({ Image: IMAGES.dockerCli, Cmd: ['true'], HostConfig: { Binds: [`${recorded}:/v`] } } as any);
+    const restarted = await startServer(env, { dbPath: other.dbPath });
+    try {
+      await until('the staging volumes removed by the sweep', 60_000, async () => (await stagingVolumesOn(W1, inst, job.id)).length === 0);
+      expect(await holder.inspect().then(() => 'kept', (e: any) => e.statusCode)).toBe(404);
+      expect(restarted.output()).toContain('removing staging volumes left by a job that is over');
+      const check = openDb(other.dbPath);
+      expect(orphanStaging(check)).toEqual([]);
+      check.close();
+    } finally {
+      await restarted.stop();
+    }
   });
 });
