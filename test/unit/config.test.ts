@@ -151,6 +151,11 @@ describe('loadConfig: values', () => {
     ]);
   });
 
+  it('SWARM_UTILS_BACKUP_STAGE is a boolean like the others', () => {
+    expect(ok({ SWARM_UTILS_BACKUP_STAGE: 'FALSE' }).backupStage).toBe(false);
+    expect(problems({ SWARM_UTILS_BACKUP_STAGE: 'off' })).toEqual(['SWARM_UTILS_BACKUP_STAGE: must be "true" or "false" (got "off")']);
+  });
+
   it('lower-cases the log level and refuses an unknown one', () => {
     expect(ok({ SWARM_UTILS_LOG_LEVEL: 'DEBUG' }).logLevel).toBe('debug');
     expect(problemOf(problems({ SWARM_UTILS_LOG_LEVEL: 'loud' }), 'SWARM_UTILS_LOG_LEVEL')).toContain('"loud"');

@@ -23,7 +23,7 @@ import { tail } from '../exec.js';
 import { registryAuthFor } from '../image.js';
 import { LIMIT, type Pair } from './plan.js';
 import { type Resolved, resolvedOf, serviceById } from './resolve.js';
-import { type PairReport, type StagingReport, isFinal, parseStagingOutput, stagingHelperName, stagingHelperSpec, stagingVolume } from './staging-helper.js';
+import { type PairReport, type StagingReport, helperEnded, isFinal, parseStagingOutput, stagingHelperName, stagingHelperSpec, stagingVolume } from './staging-helper.js';
 
 export const PrepareDetail = z.object({
   /** every task of the service when the staging helpers were launched */
@@ -129,7 +129,7 @@ async function untilReady(ctx: StepContext, ref: HelperRef, limit: number): Prom
         const lines = await ctx.deps.docker.serviceLogs(ref.id, 200);
         const report = parseStagingOutput(lines.join('\n'));
         if (report.ready) return report;
-        if (tasks.length && tasks.every((t) => ENDED.has(t.state))) return report;
+        if (helperEnded(tasks)) return report;
         await sleep(POLL_MS, signal);
       }
     });
@@ -140,7 +140,6 @@ async function untilReady(ctx: StepContext, ref: HelperRef, limit: number): Prom
   }
 }
 
-const ENDED = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
 
 /** step `stage`: the copies made while the service is stopped, with their counts (a pair without one is archived in place) */
 export async function stage(ctx: StepContext<StageDetail>): Promise<StepOutcome<StageDetail>> {
@@ -248,7 +247,7 @@ async function untilCopied(ctx: StepContext, ref: HelperRef, pairs: Pair[], sign
     const output = lines.join('\n');
     const report = parseStagingOutput(output);
     if (pairs.every((p) => isFinal(report.pairs.get(p.index)))) return { exitCode: 0, state: 'copied', error: null, output };
-    if (tasks.length && tasks.every((t) => ENDED.has(t.state))) return docker.waitHelper(ref, { timeoutMs: HELPER_STOP_MS, signal, pollMs: POLL_MS });
+    if (helperEnded(tasks)) return docker.waitHelper(ref, { timeoutMs: HELPER_STOP_MS, signal, pollMs: POLL_MS });
     await sleep(POLL_MS, signal);
   }
 }

@@ -158,3 +158,9 @@ export function parseStagingOutput(output: string): StagingReport {
 
 /** the helper has said its last word on the pair: nothing more will be written for it */
 export const isFinal = (r: PairReport | undefined): boolean => r !== undefined && (r.kind !== 'room' || !r.ok);
+
+/** task states after which a helper's task never runs again */
+export const ENDED_STATES: ReadonlySet<string> = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
+
+/** every task of a helper has ended (and it has one) */
+export const helperEnded = (tasks: { state: string }[]): boolean => tasks.length > 0 && tasks.every((t) => ENDED_STATES.has(t.state));

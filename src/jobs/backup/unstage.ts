@@ -23,10 +23,9 @@ import { ARCHIVE_STAGED } from './archive.js';
 import { type Pair, archiveHelperName } from './plan.js';
 import { RESOLVE } from './resolve.js';
 import { stagedPairs } from './stage.js';
-import { STAGING_LABEL, STAGING_ORIGIN_LABEL, stagingVolume } from './staging-helper.js';
+import { STAGING_LABEL, STAGING_ORIGIN_LABEL, helperEnded, stagingVolume } from './staging-helper.js';
 
 
-const TERMINAL = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
 /** one removal helper may take this long (a node that is down never answers; the sweep tries again) */
 const REMOVAL_MAX_MS = 120_000;
 /** how often the sweep looks for staging volumes of jobs that are over */
@@ -130,7 +129,7 @@ async function awaitRemoval(deps: Pick<Deps, 'docker' | 'config'>, ref: HelperRe
         if (volumes.every((v) => said.removed.includes(v) || said.kept.includes(v))) {
           return { exitCode: said.kept.length ? 1 : 0, state: 'removed', error: null, output: lines.join('\n') };
         }
-        if (tasks.length && tasks.every((t) => TERMINAL.has(t.state))) return docker.waitHelper(ref, { timeoutMs: HELPER_STOP_MS, signal: s, pollMs: 100 });
+        if (helperEnded(tasks)) return docker.waitHelper(ref, { timeoutMs: HELPER_STOP_MS, signal: s, pollMs: 100 });
         await sleep(100, s);
       }
     });
