@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   notifier.start();
   await worker.start();
   const scheduler = startScheduler(deps, worker);
-  // README "Backups: staging": staging volumes whose job is over (a crash, a node that was down) are removed
+  // README "Staging: the downtime of a stop=true backup": staging volumes whose job is over (a crash, a node that was down) are removed
   const sweeps = new AbortController();
   let sweeping: Promise<void> | null = null;
   const sweep = () => {

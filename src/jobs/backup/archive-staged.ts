@@ -44,7 +44,7 @@ export async function stageThenLaunch(ctx: StepContext<StageDetail>): Promise<St
   } catch (e) {
     if (ctx.signal.aborted && ctx.signal.reason instanceof ShutdownSignal) throw e;
     // only a head start: archive-staged launches whatever is missing
-    ctx.log.warn({ err: isAppError(e) ? e.message : String(e) }, 'could not launch the archives of the staging copies early');
+    ctx.log.warn({ err: isAppError(e) ? e.message : String(e) }, 'could not launch the staging removals and secrets early');
   }
   return out;
 }

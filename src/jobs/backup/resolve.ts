@@ -29,7 +29,7 @@ export const ResolvedSchema = z.object({
   serviceId: z.string(),
   service: z.string(),
   stop: z.boolean(),
-  /** stop=true and staging on (README "Backups: staging"); absent in jobs of older versions, which never staged */
+  /** stop=true and staging on (README "Staging: the downtime of a stop=true backup"); absent in jobs of older versions, which never staged */
   stage: z.boolean().optional(),
   tasks: z.array(ResolvedTask),
   volumes: z.array(z.string()),

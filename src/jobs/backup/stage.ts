@@ -1,5 +1,5 @@
 /**
- * Staging (README "Backups: staging"), around the stop of a stop=true backup:
+ * Staging (README "Staging: the downtime of a stop=true backup"), around the stop of a stop=true backup:
  *   prepare (before stop) — a staging helper per node is started and measures the free space while the service
  *     still runs; it then waits on its node for the service's containers to exit;
  *   stage (after stop)    — the copies, made the moment the containers exited, are collected with their file
@@ -139,7 +139,6 @@ async function untilReady(ctx: StepContext, ref: HelperRef, limit: number): Prom
     return { ready: false, stopped: false, pairs: new Map() };
   }
 }
-
 
 /** step `stage`: the copies made while the service is stopped, with their counts (a pair without one is archived in place) */
 export async function stage(ctx: StepContext<StageDetail>): Promise<StepOutcome<StageDetail>> {

@@ -1,5 +1,5 @@
 /**
- * The staging helper (README "Backups: staging"): one per node, with the Docker CLI image and that node's
+ * The staging helper (README "Staging: the downtime of a stop=true backup"): one per node, with the Docker CLI image and that node's
  * socket, the volumes of the node's pairs mounted read-only at /swarm-utils/from/<pair> and a staging volume
  * per pair at /swarm-utils/to/<pair>. It is started before the service is stopped, so its own start-up is
  * not part of the downtime:

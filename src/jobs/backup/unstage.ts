@@ -25,7 +25,6 @@ import { RESOLVE } from './resolve.js';
 import { stagedPairs } from './stage.js';
 import { STAGING_LABEL, STAGING_ORIGIN_LABEL, helperEnded, stagingVolume } from './staging-helper.js';
 
-
 /** one removal helper may take this long (a node that is down never answers; the sweep tries again) */
 const REMOVAL_MAX_MS = 120_000;
 /** how often the sweep looks for staging volumes of jobs that are over */
@@ -39,7 +38,7 @@ export const SWEEP_EVERY_MS = 3600_000;
 const UNSTAGE_SH = `set -u
 for svc in \${SWARM_UTILS_AFTER:-}; do
   c=''
-  while [ -z "$c" ]; do c=$(docker ps -aq --filter "label=com.docker.swarm.service.name=$svc" | head -n 1); [ -n "$c" ] || sleep 0.1; done
+  while [ -z "$c" ]; do c=$(docker ps -aq --filter "label=com.docker.swarm.service.name=$svc" | head -n 1); [ -n "$c" ] || sleep 0.2; done
   code=$(docker wait "$c" 2>/dev/null)
   if [ "$code" != 0 ]; then echo "swarm-utils-unstage waited for $svc: exit \${code:-unknown}, nothing removed"; exit 3; fi
 done
