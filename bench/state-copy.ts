@@ -16,7 +16,7 @@ import { insertJob } from '../src/db/jobs.js';
 import { Worker } from '../src/engine/worker.js';
 import type { JobKind, StepDef } from '../src/engine/types.js';
 import { RESOLVE, type Resolved } from '../src/jobs/backup/resolve.js';
-import { RESTORE, STOP, restore, stop } from '../src/jobs/backup/scale.js';
+import { START, STOP, start, stop } from '../src/jobs/backup/scale.js';
 import { loadConfig } from '../src/config.js';
 import { BucketGate } from '../src/state/gate.js';
 import { stripSecrets } from '../src/state/snapshot.js';
@@ -132,7 +132,7 @@ async function backupRun(path: string, store: StateStore | null): Promise<{ ms: 
       await ctx.deps.docker.removeService(ref.id);
       return { detail: { done: { 0: { key: 'k' } } } };
     } },
-    { ...RESTORE, always: true, run: restore },
+    { ...START, always: true, run: start },
   ];
   const deps = makeDeps(db, docker, undefined, captureLog().logger);
   let gate: BucketGate | null = null;

@@ -304,6 +304,7 @@ const fieldsSchema = z
     SWARM_UTILS_METRICS_TOKEN_LIST: envVar<string[]>([], splitList),
     SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: envVar('docker:25.0.5-cli-alpine3.20', asIs),
     SWARM_UTILS_BACKUP_IMAGE: envVar('offen/docker-volume-backup:v2.48.2', asIs),
+    SWARM_UTILS_BACKUP_STAGE: boolVar(true),
     SWARM_UTILS_LOCK_TIMEOUT: intVar(10_000, 1, MAX_TIMER_MS),
     SWARM_UTILS_LOCK_MAX_EXECUTION_TIME: intVar(600_000, 1, MAX_TIMER_MS),
     SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME: intVar(630_000, 1, MAX_TIMER_MS),
@@ -425,6 +426,8 @@ function toConfig(fields: Fields, inImage: boolean) {
     metricsTokens: fields.SWARM_UTILS_METRICS_TOKEN_LIST,
     dockerCliImage: fields.SWARM_UTILS_DOCKER_CLI_IMAGE_NAME,
     backupImage: fields.SWARM_UTILS_BACKUP_IMAGE,
+    /** stop=true backups copy each volume to a staging volume on its node and start the service before archiving (README "Backups") */
+    backupStage: fields.SWARM_UTILS_BACKUP_STAGE,
     lockTimeoutMs: fields.SWARM_UTILS_LOCK_TIMEOUT,
     lockMaxExecutionMs: fields.SWARM_UTILS_LOCK_MAX_EXECUTION_TIME,
     lockMaxOccupationMs: fields.SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME,

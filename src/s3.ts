@@ -5,8 +5,7 @@
  * Error messages name the endpoint, bucket and key, never a credential.
  */
 import { rootCertificates } from 'node:tls';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Config } from './config.js';
 import { AppError } from './errors.js';
 
@@ -54,17 +53,39 @@ export function s3ClientConfig(s3: Config['s3'], credentials: { accessKeyId: str
   };
 }
 
+/**
+ * The AWS SDK, loaded when S3 is first used rather than at start-up (an idle process stays small: README
+ * "Benchmarks"), once per process.
+ */
+let sdk: Promise<typeof import('@aws-sdk/client-s3')> | null = null;
+export const loadS3Sdk = (): Promise<typeof import('@aws-sdk/client-s3')> => (sdk ??= import('@aws-sdk/client-s3'));
+
+/** one SDK client made on first use, with the SDK; `destroy` is a no-op when none was made */
+export function lazyS3Client(s3: Config['s3'], credentials: { accessKeyId: string; secretAccessKey: string }) {
+  let made: Promise<{ sdk: typeof import('@aws-sdk/client-s3'); client: S3Client }> | null = null;
+  let client: S3Client | null = null;
+  return {
+    get: () =>
+      (made ??= loadS3Sdk().then((m) => {
+        client = new m.S3Client(s3ClientConfig(s3, credentials));
+        return { sdk: m, client };
+      })),
+    destroy: () => client?.destroy(),
+  };
+}
+
 export function createObjectStore(s3: Config['s3']): ObjectStore {
   const { domain, bucket, accessKey, secretAccessKey } = s3;
   if (!domain || !bucket || !accessKey || !secretAccessKey) throw new AppError('UNSUPPORTED', 'S3 is not configured');
   const endpoint = s3Endpoint(s3);
-  const client = new S3Client(s3ClientConfig(s3, { accessKeyId: accessKey, secretAccessKey }));
+  const lazy = lazyS3Client(s3, { accessKeyId: accessKey, secretAccessKey });
   const scrub = (text: string) => [secretAccessKey, accessKey].reduce((t, s) => t.split(s).join('[redacted]'), text);
   return {
     async head(key, signal) {
       const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
       try {
-        const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal ? AbortSignal.any([signal, limit]) : limit });
+        const { sdk: m, client } = await lazy.get();
+        const out = await client.send(new m.HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal ? AbortSignal.any([signal, limit]) : limit });
         return { key, size: out.ContentLength ?? 0 };
       } catch (e) {
         if (statusOf(e) === 404 || (e as { name?: string } | null)?.name === 'NotFound') return null;
@@ -78,7 +99,8 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
       do {
         const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
         try {
-          const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }), {
+          const { sdk: m, client } = await lazy.get();
+          const page = await client.send(new m.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }), {
             abortSignal: signal ? AbortSignal.any([signal, limit]) : limit,
           });
           for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? null });
@@ -93,9 +115,10 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
     async presignGet(key, expiresS) {
       // SigV4 allows at most 7 days
       const expiresIn = Math.max(60, Math.min(Math.ceil(expiresS), 7 * 24 * 3600));
-      return getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn });
+      const [{ sdk: m, client }, { getSignedUrl }] = await Promise.all([lazy.get(), import('@aws-sdk/s3-request-presigner')]);
+      return getSignedUrl(client, new m.GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn });
     },
-    close: () => client.destroy(),
+    close: () => lazy.destroy(),
   };
 }
 

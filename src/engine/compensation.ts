@@ -118,7 +118,7 @@ async function retryHold(env: RetryEnv, job: JobRow, hold: ServiceHold, log: Dep
   env.signal.addEventListener('abort', onStop, { once: true });
   const limit = deadline([stopping.signal], env.deps.config.lockMaxOccupationMs, `step ${def.name}`);
   try {
-    await stopJobHelpers(env.deps, job.id, limit.signal);
+    await stopJobHelpers(env.deps, job.id, limit.signal, { sparingCopies: true });
     const end = await executeStep({ deps: env.deps, job, plan, log }, { def, row }, limit.signal, { note: 'retried after the job ended' });
     if (end === null && !heldBy(db, job.id).some((h) => h.serviceId === hold.serviceId)) return null;
     return end === null ? `step ${def.name} ended without giving ${hold.service} back` : end === 'shutdown' ? 'interrupted' : end.message;

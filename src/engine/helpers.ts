@@ -13,10 +13,16 @@ export async function ownHelpers(deps: Pick<Deps, 'docker' | 'instance'>, jobId?
 
 /**
  * Stops every helper of a job and waits until none runs: before a compensation gives a service back, so no
- * helper of the job (an archive of its volume) still works on it. Throws when Docker does not answer.
+ * helper of the job (an archive of its volume) still works on it; `sparingCopies` then leaves the helpers that
+ * read only a copy (an archive of a staging volume) at their work. Throws when Docker does not answer.
  */
-export async function stopJobHelpers(deps: Pick<Deps, 'docker' | 'instance' | 'log'>, jobId: number, signal?: AbortSignal): Promise<number> {
-  const helpers = await ownHelpers(deps, jobId);
+export async function stopJobHelpers(
+  deps: Pick<Deps, 'docker' | 'instance' | 'log'>,
+  jobId: number,
+  signal?: AbortSignal,
+  opts: { sparingCopies?: boolean } = {},
+): Promise<number> {
+  const helpers = (await ownHelpers(deps, jobId)).filter((h) => !(opts.sparingCopies && h.worksOnCopy));
   for (const h of helpers) {
     deps.log.info({ jobId, helper: h.name }, 'stopping helper');
     await deps.docker.stopHelper(h, { timeoutMs: HELPER_STOP_MS, signal });

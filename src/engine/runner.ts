@@ -141,10 +141,10 @@ class JobRun {
     return this.order.filter((p) => p.def.always && held.some((h) => isNamed(p.def, h.undoStep)));
   }
 
-  /** before a service is given back, no helper of the job may still work on it (an archive of its volume) */
+  /** before a service is given back, no helper of the job may still work on it (an archive of its volume; one of a copy goes on) */
   private async stopHelpers(signal: AbortSignal): Promise<AppError | null> {
     try {
-      await stopJobHelpers(this.deps, this.job.id, signal);
+      await stopJobHelpers(this.deps, this.job.id, signal, { sparingCopies: true });
       return null;
     } catch (e) {
       const err = toAppError(e);

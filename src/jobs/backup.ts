@@ -1,7 +1,10 @@
 import type { JobKind, StepDef, SubmitCheck, Target } from '../engine/types.js';
-import { ARCHIVE, archive } from './backup/archive.js';
+import { ARCHIVE, ARCHIVE_STAGED, archive } from './backup/archive.js';
+import { archiveStaged, stageThenLaunch } from './backup/archive-staged.js';
 import { RESOLVE, execStep, refusal, resolve, s3Refusal } from './backup/resolve.js';
-import { RESTORE, STOP, restore, stop } from './backup/scale.js';
+import { START, STOP, start, stop } from './backup/scale.js';
+import { PREPARE, STAGE, prepare } from './backup/stage.js';
+import { unstage } from './backup/unstage.js';
 import { VERIFY, verify } from './backup/verify.js';
 import { RETENTION, retention } from './backup/retention.js';
 import { L, flag } from './labels.js';
@@ -9,12 +12,17 @@ import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
 
 /**
- * backup of one service (README "How jobs run"), on the tasks taken at the start:
- *   resolve → exec → stop → archive (+ upload) → restore (always) → verify → retention.
- * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys
- * (resolve), the replica count (stop), each finished archive (archive); each detail has its schema.
- * The archive reads the stopped volume: if a shutdown gives the service back during it, the next
- * process takes the job up again from `stop`.
+ * backup of one service (README "How jobs run", "Backups: staging"), on the tasks taken at the start:
+ *   resolve → exec → prepare → stop → stage → archive → start (always) → archive-staged → verify → retention →
+ *   unstage (always).
+ * With stop=true and staging on, `prepare` starts a staging helper per node before the stop, `stage` collects
+ * the copies made the moment the service's containers exited, `start` gives the service back at once and
+ * `archive-staged` archives the copies once it runs; `archive` only takes the pairs that could not be staged
+ * (every pair, with staging off), while the service is stopped. Without stop, only `archive` runs.
+ * What a resumed job needs is committed before each step acts: the tasks, stamp and object keys (resolve),
+ * the tasks a copy may trust and the staging volumes (prepare), the replica count (stop), each copy and each
+ * finished archive; each detail has its schema. A step that reads what is stopped (stage, archive) is taken
+ * up again from `stop` if a shutdown gives the service back during it.
  */
 export const backupKind: JobKind & SubmitCheck = {
   type: 'backup',
@@ -22,12 +30,18 @@ export const backupKind: JobKind & SubmitCheck = {
   steps: (): StepDef[] => [
     { ...RESOLVE, run: resolve },
     { name: 'exec', run: execStep },
+    { ...PREPARE, run: prepare },
     { ...STOP, run: stop },
+    // what the copies' archives need is launched at its end, to be ready when the service is
+    { ...STAGE, whileDown: { from: STOP.name }, run: stageThenLaunch },
     { ...ARCHIVE, whileDown: { from: STOP.name }, run: archive },
     // compensation: runs after a failure, a cancel, a timeout, an engine error, a crash and a shutdown
-    { ...RESTORE, always: true, run: restore },
+    { ...START, always: true, run: start },
+    { ...ARCHIVE_STAGED, run: archiveStaged },
     { ...VERIFY, run: verify },
     { ...RETENTION, run: retention },
+    // runs whatever happened: the staging volumes are removed when the job ends
+    { name: 'unstage', always: true, run: unstage },
   ],
   precheck(deps, { service }) {
     if (!service) {

@@ -11,6 +11,8 @@ export const L = {
   backupToken: 'swarm-utils.backup.token',
   backupRetentionDays: 'swarm-utils.backup.retention-days',
   restoreToken: 'swarm-utils.restore.token',
+  /** `false`: a stop=true backup archives in place while stopped (no staging copy) */
+  backupStage: 'swarm-utils.backup.stage',
   updateToken: 'swarm-utils.update.token',
   updateExecPre: 'swarm-utils.update.exec-pre',
   updateExecPost: 'swarm-utils.update.exec-post',

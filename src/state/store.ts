@@ -6,10 +6,9 @@
  * them, and one that ignores them is covered by the read-check-write of the caller (gate.ts).
  * Error messages name the endpoint, bucket and key, never a credential.
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import { S3_CALL_TIMEOUT_MS, s3ClientConfig, s3Endpoint } from '../s3.js';
+import { S3_CALL_TIMEOUT_MS, lazyS3Client, s3Endpoint } from '../s3.js';
 
 export const STATE_OBJECT = '.swarm-utils/state.db.gz';
 
@@ -70,17 +69,18 @@ export function createStateStore(s3: Config['s3']): StateStore {
   if (!domain || !bucket || !accessKey || !secretAccessKey) throw new AppError('UNSUPPORTED', 'S3 is not configured');
   const key = stateKey(s3.path);
   const where = `s3://${bucket}/${key} at ${s3Endpoint(s3)}`;
-  const client = new S3Client(s3ClientConfig(s3, { accessKeyId: accessKey, secretAccessKey }));
+  const lazy = lazyS3Client(s3, { accessKeyId: accessKey, secretAccessKey });
   const scrub = (text: string) => [secretAccessKey, accessKey].reduce((t, s) => t.split(s).join('[redacted]'), text);
   /** whether the last write carried the conditional headers (null: nothing written yet) */
   let conditional: boolean | null = null;
   /** the store answered that it does not implement them: written without them from then on */
   let refusesConditions = false;
 
-  async function send<T>(what: string, signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  type Sdk = Awaited<ReturnType<typeof lazy.get>>;
+  async function send<T>(what: string, signal: AbortSignal | undefined, fn: (signal: AbortSignal, s3: Sdk) => Promise<T>): Promise<T> {
     const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
     try {
-      return await fn(signal ? AbortSignal.any([signal, limit]) : limit);
+      return await fn(signal ? AbortSignal.any([signal, limit]) : limit, await lazy.get());
     } catch (e) {
       if (e instanceof StateConflict) throw e;
       const why = limit.aborted ? `no answer within ${S3_CALL_TIMEOUT_MS} ms` : describe(e);
@@ -94,9 +94,9 @@ export function createStateStore(s3: Config['s3']): StateStore {
       return conditional;
     },
     head: (signal) =>
-      send('read', signal, async (abortSignal) => {
+      send('read', signal, async (abortSignal, { sdk, client }) => {
         try {
-          const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal });
+          const out = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal });
           return headOf(out.Metadata, out.ETag, out.ContentLength);
         } catch (e) {
           if (statusOf(e) === 404 || nameOf(e) === 'NotFound') return null;
@@ -104,9 +104,9 @@ export function createStateStore(s3: Config['s3']): StateStore {
         }
       }),
     get: (signal) =>
-      send('read', signal, async (abortSignal) => {
+      send('read', signal, async (abortSignal, { sdk, client }) => {
         try {
-          const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal });
+          const out = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal });
           const body = Buffer.from(await out.Body!.transformToByteArray());
           return { head: headOf(out.Metadata, out.ETag, body.length), body };
         } catch (e) {
@@ -115,7 +115,7 @@ export function createStateStore(s3: Config['s3']): StateStore {
         }
       }),
     put: (body, meta, expect, signal) =>
-      send('write', signal, async (abortSignal) => {
+      send('write', signal, async (abortSignal, { sdk, client }) => {
         const base = {
           Bucket: bucket,
           Key: key,
@@ -126,7 +126,7 @@ export function createStateStore(s3: Config['s3']): StateStore {
         const condition = expect.etag ? { IfMatch: expect.etag } : { IfNoneMatch: '*' };
         if (!refusesConditions) {
           try {
-            const out = await client.send(new PutObjectCommand({ ...base, ...condition }), { abortSignal });
+            const out = await client.send(new sdk.PutObjectCommand({ ...base, ...condition }), { abortSignal });
             conditional = true;
             return { etag: out.ETag ?? null };
           } catch (e) {
@@ -136,11 +136,11 @@ export function createStateStore(s3: Config['s3']): StateStore {
             refusesConditions = true;
           }
         }
-        const out = await client.send(new PutObjectCommand(base), { abortSignal });
+        const out = await client.send(new sdk.PutObjectCommand(base), { abortSignal });
         conditional = false;
         return { etag: out.ETag ?? null };
       }),
-    close: () => client.destroy(),
+    close: () => lazy.destroy(),
   };
 }
 

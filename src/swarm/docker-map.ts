@@ -5,6 +5,8 @@
 import type { HelperRef, HelperSpec, NodeInfo, SecretRef, ServiceInfo, TaskInfo } from './port.js';
 
 export const HELPER_LABEL = 'swarm-utils.helper';
+/** `copy`: the helper reads only a copy, not what its job holds down (HelperSpec.worksOnCopy) */
+export const WORKS_ON_LABEL = 'swarm-utils.helper.works-on';
 
 /** 2 s: what a stopped helper gets between SIGTERM and SIGKILL */
 export const HELPER_STOP_GRACE_NS = 2_000_000_000;
@@ -157,7 +159,9 @@ export function toHelperRef(s: RawService): HelperRef | null {
   const label = s.Spec?.Labels?.[HELPER_LABEL];
   if (label === undefined) return null;
   const jobId = /^\d+$/.test(label) ? Number(label) : null;
-  return { id: s.ID ?? '', name: s.Spec?.Name ?? '', jobId };
+  const ref: HelperRef = { id: s.ID ?? '', name: s.Spec?.Name ?? '', jobId };
+  if (s.Spec?.Labels?.[WORKS_ON_LABEL] === 'copy') ref.worksOnCopy = true;
+  return ref;
 }
 
 /**
@@ -168,7 +172,13 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
   const containerSpec: Record<string, unknown> = {
     Image: spec.image,
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    Mounts: spec.mounts.map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+    Mounts: spec.mounts.map((m) => ({
+      Type: m.type,
+      Source: m.source,
+      Target: m.target,
+      ReadOnly: m.readOnly,
+      ...(m.type === 'volume' && m.labels ? { VolumeOptions: { Labels: m.labels } } : {}),
+    })),
   };
   // a helper that is stopped (its job ended, the process shuts down) gets little time: its work is abandoned
   containerSpec.StopGracePeriod = spec.stopGracePeriodMs !== undefined ? spec.stopGracePeriodMs * 1_000_000 : HELPER_STOP_GRACE_NS;
@@ -184,7 +194,7 @@ export function helperServiceSpec(spec: HelperSpec): Record<string, unknown> {
   }
   return {
     Name: spec.name,
-    Labels: { [HELPER_LABEL]: String(spec.jobId) },
+    Labels: { [HELPER_LABEL]: String(spec.jobId), ...(spec.worksOnCopy ? { [WORKS_ON_LABEL]: 'copy' } : {}) },
     Mode: { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 1 } },
     TaskTemplate: {
       ContainerSpec: containerSpec,

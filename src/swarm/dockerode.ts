@@ -48,7 +48,7 @@ const SERVICE_LOGS_CAP = 1024 * 1024;
 /** Lines of a helper's log fetched; bounds memory before the byte cap applies. */
 const HELPER_LOG_LINES = 5000;
 const POLL_MS = 400;
-/** Logs of a task that just ended can reach the manager a moment later. */
+/** Logs of a task that just ended can reach the manager a moment later: looked for again for LOG_RETRIES × POLL_MS. */
 const LOG_RETRIES = 5;
 
 type Dial = DockerModem.DialOptions;
@@ -339,27 +339,28 @@ class DockerodePort implements DockerPort {
     return raw.map(toHelperRef).filter((h): h is HelperRef => h !== null);
   }
 
-  async waitHelper(ref: HelperRef, opts: DeadlineOpts): Promise<HelperResult> {
+  async waitHelper(ref: HelperRef, opts: DeadlineOpts & { pollMs?: number; logs?: 'always' | 'on-failure' }): Promise<HelperResult> {
+    const pollMs = opts.pollMs ?? POLL_MS;
     return withDeadline(`helper ${ref.name}`, opts, async (signal) => {
-      const task = await this.waitTerminalTask(ref, signal);
+      const task = await this.waitTerminalTask(ref, signal, pollMs);
       const info = toTaskInfo(task);
-      const output = await this.helperOutput(ref, info.exitCode, signal);
+      const output = opts.logs === 'on-failure' && info.exitCode === 0 ? '' : await this.helperOutput(ref, info.exitCode, signal, pollMs);
       return { exitCode: info.exitCode, state: info.state, error: info.error, output };
     });
   }
 
   /** Poll until the helper has a task and none is still live; a pending task keeps us waiting (the deadline ends that). */
-  private async waitTerminalTask(ref: HelperRef, signal: AbortSignal): Promise<RawTask> {
+  private async waitTerminalTask(ref: HelperRef, signal: AbortSignal, pollMs: number): Promise<RawTask> {
     for (;;) {
       const tasks = await this.tasksOf(ref.id);
       if (tasks === null) throw new AppError('DOCKER_ERROR', `helper service ${ref.name} no longer exists`);
       const last = tasks[tasks.length - 1];
       if (last && tasks.every((t) => TERMINAL_TASK_STATES.has(t.Status?.State ?? ''))) return last;
-      if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);
+      if (!(await sleep(pollMs, signal))) throw cancelError(signal, `helper ${ref.name}`);
     }
   }
 
-  private async helperOutput(ref: HelperRef, exitCode: number | null, signal: AbortSignal): Promise<string> {
+  private async helperOutput(ref: HelperRef, exitCode: number | null, signal: AbortSignal, pollMs: number): Promise<string> {
     for (let i = 0; ; i++) {
       let text: string;
       try {
@@ -371,8 +372,8 @@ class DockerodePort implements DockerPort {
         return '';
       }
       // a container that ran may still have its last lines in flight; one that never ran has none
-      if (text !== '' || exitCode === null || i >= LOG_RETRIES) return text;
-      if (!(await sleep(POLL_MS, signal))) throw cancelError(signal, `helper ${ref.name}`);
+      if (text !== '' || exitCode === null || i * pollMs >= LOG_RETRIES * POLL_MS) return text;
+      if (!(await sleep(pollMs, signal))) throw cancelError(signal, `helper ${ref.name}`);
     }
   }
 

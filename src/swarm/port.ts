@@ -69,6 +69,8 @@ export interface Mount {
   source: string;
   target: string;
   readOnly: boolean;
+  /** a volume mount's labels, given to the volume when the mount creates it on the node (staging volumes are found by them) */
+  labels?: Record<string, string>;
 }
 
 export interface HelperSpec {
@@ -91,6 +93,11 @@ export interface HelperSpec {
   secrets?: SecretMount[];
   /** time between SIGTERM and SIGKILL when the helper is stopped (default 2 s): a restore's swap ignores TERM and needs to finish */
   stopGracePeriodMs?: number;
+  /**
+   * the helper reads only a copy (a staging volume), nothing a job holds down: it goes on while the job gives a
+   * service back (label `swarm-utils.helper.works-on=copy`)
+   */
+  worksOnCopy?: boolean;
 }
 
 /** a Docker secret made for one job; named with the installation's helper prefix, labelled with the job id */
@@ -111,6 +118,8 @@ export interface HelperRef {
   id: string;
   name: string;
   jobId: number | null;
+  /** HelperSpec.worksOnCopy, as its label says */
+  worksOnCopy?: boolean;
 }
 
 export interface HelperResult {
@@ -167,8 +176,12 @@ export interface DockerPort {
   /** helper services, optionally only those of one job */
   listHelpers(jobId?: number): Promise<HelperRef[]>;
   findHelper(name: string): Promise<HelperRef | null>;
-  /** wait until the helper's task has ended; throws a TIMEOUT error past timeoutMs */
-  waitHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<HelperResult>;
+  /**
+   * wait until the helper's task has ended; throws a TIMEOUT error past timeoutMs. `pollMs`: how often the task
+   * is looked at (default 400 ms; a helper inside a service's downtime is watched more closely). `logs: 'on-failure'`:
+   * the output is read only when the task did not end with exit code 0 (its container may be gone by then otherwise)
+   */
+  waitHelper(ref: HelperRef, opts: { timeoutMs: number; signal?: AbortSignal; pollMs?: number; logs?: 'always' | 'on-failure' }): Promise<HelperResult>;
   /**
    * Stop a helper whatever its state, then remove it: its task is stopped and waited for (a removed
    * replicated-job leaves its container running on Docker 20.10), so nothing it did goes on afterwards.

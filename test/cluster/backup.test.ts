@@ -100,16 +100,21 @@ describe('backup on the real swarm', () => {
     await execInTask(task, ['sh', '-c', 'echo keep-me > /data/other.txt']);
     const r = await s.api('POST', '/jobs', { type: 'backup', service: STOP, waitRes: true });
     expect(r.status, JSON.stringify(r.json)).toBe(200);
+    // staged (the default): copied while stopped, started again, then archived
     expect(r.json.steps.map((x: any) => [x.name, x.state])).toEqual([
       ['resolve', 'done'],
       ['exec', 'done'],
+      ['prepare', 'done'],
       ['stop', 'done'],
-      ['archive', 'done'],
-      ['restore', 'done'],
+      ['stage', 'done'],
+      ['archive', 'skipped'],
+      ['start', 'done'],
+      ['archive-staged', 'done'],
       ['verify', 'done'],
       ['retention', 'skipped'],
+      ['unstage', 'done'],
     ]);
-    expect(r.json.steps[2].detail.replicas).toBe(1);
+    expect(r.json.steps[3].detail.replicas).toBe(1);
     const [archive] = r.json.result.archives;
     expect(r.json.result.archives).toHaveLength(1);
     expect(archive).toMatchObject({ node: W1, volume: VOL.stop });
@@ -119,6 +124,8 @@ describe('backup on the real swarm', () => {
     expect(files.get(`backup/${VOL.stop}/dump.sql`)?.toString()).toMatch(/^dump of /);
     expect(files.get(`backup/${VOL.stop}/other.txt`)?.toString()).toBe('keep-me\n');
     expect(archive.size).toBeGreaterThan(0);
+    expect(archive.files).toBe(files.size);
+    expect(archive.bytes).toBe([...files.values()].reduce((n, b) => n + b.length, 0));
     // stopped and started again: a new task, at the recorded count
     const after = await waitRunning(STOP, 1);
     expect(after[0].ID).not.toBe(task.ID);
@@ -133,7 +140,19 @@ describe('backup on the real swarm', () => {
     const before = await inspect(TWO);
     const r = await s.api('POST', '/jobs', { type: 'backup', service: TWO, waitRes: true });
     expect(r.status, JSON.stringify(r.json)).toBe(200);
-    expect(r.json.steps.map((x: any) => x.state)).toEqual(['done', 'skipped', 'skipped', 'done', 'skipped', 'done', 'skipped']);
+    expect(r.json.steps.map((x: any) => [x.name, x.state])).toEqual([
+      ['resolve', 'done'],
+      ['exec', 'skipped'],
+      ['prepare', 'skipped'],
+      ['stop', 'skipped'],
+      ['stage', 'skipped'],
+      ['archive', 'done'],
+      ['start', 'skipped'],
+      ['archive-staged', 'skipped'],
+      ['verify', 'done'],
+      ['retention', 'skipped'],
+      ['unstage', 'skipped'],
+    ]);
     const archives = r.json.result.archives as any[];
     expect(archives.map((a) => a.node).sort()).toEqual(['su-worker-1', 'su-worker-2']);
     for (const a of archives) {
@@ -194,7 +213,20 @@ describe('backup on the real swarm', () => {
       expect(r.json.error.code).toBe('S3_ERROR');
       expect(r.json.error.message).toContain(`10.77.0.1:${port}`);
       expect(r.json.error.message).toMatch(/ECONNREFUSED|refused/i);
-      expect(r.json.steps.map((x: any) => x.state)).toEqual(['done', 'done', 'done', 'failed', 'done', 'skipped', 'skipped']);
+      // staged: the service was started again before the upload failed
+      expect(r.json.steps.map((x: any) => [x.name, x.state])).toEqual([
+        ['resolve', 'done'],
+        ['exec', 'done'],
+        ['prepare', 'done'],
+        ['stop', 'done'],
+        ['stage', 'done'],
+        ['archive', 'skipped'],
+        ['start', 'done'],
+        ['archive-staged', 'failed'],
+        ['verify', 'skipped'],
+        ['retention', 'skipped'],
+        ['unstage', 'done'],
+      ]);
       await waitRunning(STOP, 1);
       expect((await inspect(STOP)).Spec.Mode.Replicated.Replicas).toBe(1);
       expectNoSecret(r.json);
@@ -215,7 +247,7 @@ describe('backup on the real swarm', () => {
     expect(r.status).toBe(502);
     expect(r.json.error.code).toBe('EXEC_FAILED');
     expect(r.json.error.message).toContain('exit 4');
-    expect(r.json.steps.map((x: any) => x.state)).toEqual(['done', 'failed', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped']);
+    expect(r.json.steps.map((x: any) => x.state)).toEqual(['done', 'failed', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped']);
     expect((await inspect(FAIL)).Version.Index).toBe(before.Version.Index);
   });
 
@@ -237,8 +269,8 @@ describe('backup on the real swarm', () => {
 
     it('right after the stop step', () => killAt((j) => stepState(j, 'stop') === 'done'));
     // the helper exists when the process dies: the restarted step must reattach to it, not upload again
-    it('during the archive', () => killAt((j) => stepState(j, 'archive') === 'running', true));
-    it('during the restore', () => killAt((j) => stepState(j, 'restore') === 'running'));
+    it('during the archive of the staging copies', () => killAt((j) => stepState(j, 'archive-staged') === 'running', true));
+    it('during the start', () => killAt((j) => stepState(j, 'start') === 'running'));
   });
 
   it('backup all snapshots its targets: a service labelled mid-run is not part of it', async () => {

@@ -133,11 +133,15 @@ describe('retention and the archives listing on the real swarm', () => {
     expect(first.steps.map((x: any) => [x.name, x.state])).toEqual([
       ['resolve', 'done'],
       ['exec', 'skipped'],
+      ['prepare', 'skipped'],
       ['stop', 'skipped'],
+      ['stage', 'skipped'],
       ['archive', 'done'],
-      ['restore', 'skipped'],
+      ['start', 'skipped'],
+      ['archive-staged', 'skipped'],
       ['verify', 'done'],
       ['retention', 'done'],
+      ['unstage', 'skipped'],
     ]);
     const [made] = first.result.archives;
     expect(first.result.retentionDays).toBe(1);

@@ -155,11 +155,15 @@ describe('web console in a real browser', () => {
     expect(steps).toEqual([
       ['resolve', 'done'],
       ['exec', 'done'],
+      ['prepare', 'skipped'],
       ['stop', 'skipped'],
+      ['stage', 'skipped'],
       ['archive', 'done'],
-      ['restore', 'skipped'],
+      ['start', 'skipped'],
+      ['archive-staged', 'skipped'],
       ['verify', 'done'],
       ['retention', 'skipped'],
+      ['unstage', 'skipped'],
     ]);
     // each step's output and times are on the page
     expect(await page.locator('li[data-step="verify"] pre.output').textContent()).toContain(`${PREFIX}/`);

@@ -76,7 +76,8 @@ afterAll(async () => {
 describe('safety at the edges on the real swarm', () => {
   it('SIGTERM during a stop=true backup’s archive, waitRes open: 503 at once, the service runs again before the exit, the next start finishes with a fresh stop of the same key', async () => {
     const SIG = `sf-sig-${id}`;
-    await service(SIG, { constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-sig-data-${id}`)], labels: stopped() });
+    // archived in place (no staging copy): the archive reads the stopped volume itself
+    await service(SIG, { constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-sig-data-${id}`)], labels: stopped({ 'swarm-utils.backup.stage': 'false' }) });
     const env = serverEnv({ ...s3Env(s3proxy.address), SWARM_UTILS_SHUTDOWN_TIMEOUT: '25_000' });
     const a = await server(env);
     const inst = instanceOf(a.dbPath);
@@ -116,11 +117,15 @@ describe('safety at the edges on the real swarm', () => {
       expect(done.steps.map((x: any) => [x.name, x.state])).toEqual([
         ['resolve', 'done'],
         ['exec', 'skipped'],
+        ['prepare', 'skipped'],
         ['stop', 'done'],
+        ['stage', 'skipped'],
         ['archive', 'done'],
-        ['restore', 'done'],
+        ['start', 'done'],
+        ['archive-staged', 'skipped'],
         ['verify', 'done'],
         ['retention', 'skipped'],
+        ['unstage', 'skipped'],
       ]);
       const keys = job.steps[0].detail.pairs.map((p: any) => p.key);
       expect(done.result.archives.map((x: any) => x.key)).toEqual(keys);
@@ -144,7 +149,8 @@ describe('safety at the edges on the real swarm', () => {
     const PRN = `sf-prn-${id}`;
     const image = `${REGISTRY}/test/app:sf-prune-${id}`;
     await pushApp(`sf-prune-${id}`, `prune-${id}`);
-    await service(PRN, { image, constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-prn-data-${id}`)], labels: stopped() });
+    // archived in place: the service is held down during the whole (paused) upload
+    await service(PRN, { image, constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-prn-data-${id}`)], labels: stopped({ 'swarm-utils.backup.stage': 'false' }) });
     const s = await server(serverEnv({ ...s3Env(s3proxy.address), SWARM_UTILS_LOCK_TIMEOUT: '120_000' }));
     const inst = instanceOf(s.dbPath);
     const since = Date.now();
@@ -243,7 +249,8 @@ describe('safety at the edges on the real swarm', () => {
   it('Docker unreachable past the start limit during a restore: the failed compensation is recorded and retried once Docker answers, without a restart; a service whose spec was changed by hand is left alone', async () => {
     const A = `sf-cmpa-${id}`;
     const B = `sf-cmpb-${id}`;
-    const labels = stopped({ 'swarm-utils.backup.start-timeout-ms': '4_000', 'swarm-utils.backup.upload-timeout-ms': '60_000' });
+    // archived in place: the uploads fail while the services are still down, so the start is the compensation
+    const labels = stopped({ 'swarm-utils.backup.start-timeout-ms': '4_000', 'swarm-utils.backup.upload-timeout-ms': '60_000', 'swarm-utils.backup.stage': 'false' });
     await Promise.all([
       service(A, { constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-cmpa-data-${id}`)], labels }),
       service(B, { constraints: [`node.hostname==${W2}`], mounts: [vol(`sf-cmpb-data-${id}`)], labels }),
@@ -267,7 +274,7 @@ describe('safety at the edges on the real swarm', () => {
       expect(docker.paused).toBe(true);
       for (const j of [failedA, failedB]) {
         expect(j.state, JSON.stringify(j)).toBe('failed');
-        expect(stepOf(j, 'restore').state).toBe('failed');
+        expect(stepOf(j, 'start').state).toBe('failed');
         expect(j.result.compensation).toMatchObject({ state: 'pending', services: [{ state: 'pending' }] });
       }
       expect((await inspect(A)).Spec.Mode.Replicated.Replicas).toBe(0);
@@ -285,7 +292,7 @@ describe('safety at the edges on the real swarm', () => {
         const j = (await s.api('GET', `/jobs/${jobA.id}`)).json;
         return j.result?.compensation?.state === 'done' ? j : null;
       });
-      expect(stepOf(doneA, 'restore')).toMatchObject({ state: 'done', output: expect.stringContaining('retried after the job ended') });
+      expect(stepOf(doneA, 'start')).toMatchObject({ state: 'done', output: expect.stringContaining('retried after the job ended') });
       await waitRunning(A, 1);
       expect((await inspect(A)).Spec.Mode.Replicated.Replicas).toBe(1);
 
@@ -328,7 +335,10 @@ describe('safety at the edges on the real swarm', () => {
       ['exec', 'done'],
       ['stop', 'done'],
       ['archive-and-upload', 'skipped'],
+      // the compensation under its former name, run by this version's `start`
       ['restore', 'done'],
+      // a compensation step this version added: it finds nothing to do
+      ['unstage', 'skipped'],
     ]);
     expect(stepOf(done, 'archive-and-upload').output).toContain('has no step "archive-and-upload"');
     expect(done.state).toBe('succeeded');
@@ -411,7 +421,7 @@ describe('safety at the edges on the real swarm', () => {
       const crn = backupDone.result.children.find((c: any) => c.target.service === CRN);
       expect(crn?.state, JSON.stringify(backupDone)).toBe('succeeded');
       const crnJob = (await s.api('GET', `/jobs/${crn.id}`)).json;
-      const held = { start: t(stepOf(crnJob, 'stop').startedAt), end: t(stepOf(crnJob, 'restore').finishedAt) };
+      const held = { start: t(stepOf(crnJob, 'stop').startedAt), end: t(stepOf(crnJob, 'start').finishedAt) };
       for (const k of cleanKids.filter((x: any) => x.target.node)) {
         for (const step of k.steps.filter((x: any) => x.name.endsWith('-prune') && x.startedAt)) {
           expect(overlaps({ start: t(step.startedAt), end: t(step.finishedAt) }, held), `${k.target.node} ${step.name}`).toBe(false);

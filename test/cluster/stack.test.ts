@@ -406,11 +406,15 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     expect(job.steps.map((s: any) => [s.name, s.state])).toEqual([
       ['resolve', 'done'],
       ['exec', 'done'],
+      ['prepare', 'done'],
       ['stop', 'done'],
-      ['archive', 'done'],
-      ['restore', 'done'],
+      ['stage', 'done'],
+      ['archive', 'skipped'],
+      ['start', 'done'],
+      ['archive-staged', 'done'],
       ['verify', 'done'],
       ['retention', 'skipped'],
+      ['unstage', 'done'],
     ]);
     expect(job.result.archives).toHaveLength(1);
     const [archive] = job.result.archives;

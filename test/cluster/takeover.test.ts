@@ -186,7 +186,7 @@ describe('the state in the bucket', () => {
     const { db, raw } = await openCopy(copied.body);
     try {
       expect(db.prepare('SELECT state FROM jobs WHERE id = ?').pluck().get(backupId)).toBe('running');
-      expect(db.prepare("SELECT state, replicas, undo_step FROM service_holds WHERE job_id = ?").get(backupId)).toEqual({ state: 'held', replicas: 1, undo_step: 'restore' });
+      expect(db.prepare("SELECT state, replicas, undo_step FROM service_holds WHERE job_id = ?").get(backupId)).toEqual({ state: 'held', replicas: 1, undo_step: 'start' });
       expect(JSON.parse(db.prepare("SELECT detail FROM steps WHERE job_id = ? AND name = 'stop'").pluck().get(backupId) as string)).toMatchObject({ replicas: 1 });
       expect(db.prepare("SELECT state FROM steps WHERE job_id = ? AND name = 'archive'").pluck().get(backupId)).toBe('running');
       expect(JSON.parse(db.prepare('SELECT secrets FROM jobs WHERE id = ?').pluck().get(updateId) as string)).toEqual({ $omitted: ['registryAuth'] });
@@ -251,10 +251,15 @@ describe('the state in the bucket', () => {
     expect(done.steps.map((x: any) => [x.name, x.state])).toEqual([
       ['resolve', 'done'],
       ['exec', 'skipped'],
+      ['prepare', 'skipped'],
       ['stop', 'done'],
+      ['stage', 'skipped'],
       ['archive', 'done'],
-      ['restore', 'done'],
+      ['start', 'done'],
+      ['archive-staged', 'skipped'],
       ['verify', 'done'],
+      ['retention', 'skipped'],
+      ['unstage', 'skipped'],
     ]);
     expect(done.result.takeover).toMatchObject({ generation: Number(copied.meta.generation) + 10, from: 'test-instance' });
     expect(done.result.takeover.message).toMatch(/the manager that ran this job was lost/);

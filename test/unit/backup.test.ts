@@ -13,7 +13,7 @@ import {
   type NamedVolume,
 } from '../../src/jobs/backup/plan.js';
 import { refusal } from '../../src/jobs/backup/resolve.js';
-import { restore, stop } from '../../src/jobs/backup/scale.js';
+import { start, stop } from '../../src/jobs/backup/scale.js';
 import { archive } from '../../src/jobs/backup/archive.js';
 import { ShutdownSignal } from '../../src/engine/runner.js';
 import { helperServiceSpec } from '../../src/swarm/docker-map.js';
@@ -243,7 +243,7 @@ describe('refusal (precheck and resolve)', () => {
 });
 
 // The steps that change a service, against a fake Docker port (the cluster tests run them on a real swarm).
-describe('stop / restore / archive steps (fake Docker)', () => {
+describe('stop / start / archive steps (fake Docker)', () => {
   const env = {
     SWARM_UTILS_S3_DOMAIN: 's3.local:9000',
     SWARM_UTILS_S3_BUCKET_NAME: 'b',
@@ -353,22 +353,22 @@ describe('stop / restore / archive steps (fake Docker)', () => {
     expect(out?.detail).toMatchObject({ replicas: 3 });
   });
 
-  it('restore retries a version conflict on a fresh read and waits for the recorded count', async () => {
+  it('start retries a version conflict on a fresh read and waits for the recorded count', async () => {
     const { docker, updates, svc } = swarm(0, 2);
     const details: Record<string, Record<string, unknown>> = { resolve: resolved, stop: { replicas: 2, startTimeoutMs: 20_000 } };
     const log = captureLog();
-    const out = await restore(ctxOf(docker, details, 'restore', log).ctx);
+    const out = await start(ctxOf(docker, details, 'start', log).ctx);
     expect(svc.replicas).toBe(2);
     expect(updates.map((u) => u.replicas)).toEqual([2]);
     expect(out?.detail).toEqual({ replicas: 2, scaled: true });
     expect(log.text()).toContain('retrying on a fresh read');
   });
 
-  it('restore does nothing when nothing was recorded, and does not update a service already at its count', async () => {
+  it('start does nothing when nothing was recorded, and does not update a service already at its count', async () => {
     const a = swarm(0);
-    expect(await restore(ctxOf(a.docker, { resolve: resolved }, 'restore').ctx)).toMatchObject({ skipped: true });
+    expect(await start(ctxOf(a.docker, { resolve: resolved }, 'start').ctx)).toMatchObject({ skipped: true });
     const b = swarm(2);
-    const out = await restore(ctxOf(b.docker, { resolve: resolved, stop: { replicas: 2 } }, 'restore').ctx);
+    const out = await start(ctxOf(b.docker, { resolve: resolved, stop: { replicas: 2 } }, 'start').ctx);
     expect(b.updates).toEqual([]);
     expect(out?.detail).toEqual({ replicas: 2, scaled: false });
   });

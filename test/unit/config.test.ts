@@ -54,6 +54,7 @@ describe('loadConfig: defaults', () => {
       metricsTokens: [],
       dockerCliImage: 'docker:25.0.5-cli-alpine3.20',
       backupImage: 'offen/docker-volume-backup:v2.48.2',
+      backupStage: true,
       lockTimeoutMs: 10_000,
       lockMaxExecutionMs: 600_000,
       lockMaxOccupationMs: 630_000,
@@ -153,6 +154,11 @@ describe('loadConfig: values', () => {
     ]);
   });
 
+  it('SWARM_UTILS_BACKUP_STAGE is a boolean like the others', () => {
+    expect(ok({ SWARM_UTILS_BACKUP_STAGE: 'FALSE' }).backupStage).toBe(false);
+    expect(problems({ SWARM_UTILS_BACKUP_STAGE: 'off' })).toEqual(['SWARM_UTILS_BACKUP_STAGE: must be "true" or "false" (got "off")']);
+  });
+
   it('lower-cases the log level and refuses an unknown one', () => {
     expect(ok({ SWARM_UTILS_LOG_LEVEL: 'DEBUG' }).logLevel).toBe('debug');
     expect(problemOf(problems({ SWARM_UTILS_LOG_LEVEL: 'loud' }), 'SWARM_UTILS_LOG_LEVEL')).toContain('"loud"');
@@ -164,8 +170,10 @@ describe('loadConfig: values', () => {
       SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: 'docker:27-cli',
       SWARM_UTILS_BACKUP_IMAGE: 'offen/docker-volume-backup:v2.49.0',
       SWARM_UTILS_S3_PATH: 'cluster-a',
+      SWARM_UTILS_BACKUP_STAGE: 'false',
     });
     expect(config).toMatchObject({
+      backupStage: false,
       host: '127.0.0.1',
       dockerCliImage: 'docker:27-cli',
       backupImage: 'offen/docker-volume-backup:v2.49.0',

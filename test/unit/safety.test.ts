@@ -20,7 +20,7 @@ import { sleep } from '../../src/engine/limits.js';
 import { AppError } from '../../src/errors.js';
 import { type Deps, type JobKind, type StepDef, defineStep, stepRef } from '../../src/engine/types.js';
 import { RESOLVE, type Resolved } from '../../src/jobs/backup/resolve.js';
-import { RESTORE, STOP, restore, stop } from '../../src/jobs/backup/scale.js';
+import { START, STOP, start, stop } from '../../src/jobs/backup/scale.js';
 import type { DockerPort, HelperRef, ServiceInfo, TaskInfo } from '../../src/swarm/port.js';
 import { helperName } from '../../src/swarm/helpers.js';
 import { captureLog, fakeDocker, makeDeps, tempDbPath, testConfig } from '../helpers/engine-fixture.js';
@@ -129,13 +129,13 @@ const resolved: Resolved = {
   pairs: [{ index: 0, nodeId: 'node-a', node: 'a', volume: 'data', filename: 'f', key: 'k' }],
 };
 
-/** the backup's real stop and restore around a step of the test's own */
+/** the backup's real stop and start around a step of the test's own */
 function backupLike(middle: StepDef): StepDef[] {
   return [
     { ...RESOLVE, run: async () => ({ detail: resolved }) },
     { ...STOP, run: stop },
     middle,
-    { ...RESTORE, always: true, run: restore },
+    { ...START, always: true, run: start },
   ];
 }
 
@@ -324,7 +324,7 @@ describe('compensation that could not finish', () => {
     expect(after.state).toBe('failed'); // the job failed; its service is back
     expect(after.compensation).toBe('done');
     expect(after.result).toMatchObject({ compensation: { state: 'done', services: [{ state: 'given back' }] } });
-    expect(stepsOf(db, job.id).find((s) => s.name === 'restore')).toMatchObject({ state: 'done', output: expect.stringContaining('retried after the job ended') });
+    expect(stepsOf(db, job.id).find((s) => s.name === 'start')).toMatchObject({ state: 'done', output: expect.stringContaining('retried after the job ended') });
     expect(locksOf(db, job.id)).toEqual([]);
     expect(events.map((e) => e.outcome)).toEqual(['done']);
   });
@@ -383,7 +383,7 @@ describe('shutdown', () => {
       ['resolve', 'done'],
       ['stop', 'pending'],
       ['archive', 'pending'],
-      ['restore', 'pending'],
+      ['start', 'pending'],
     ]);
     expect(holdsOf(first.db, job.id)[0]!.state).toBe('released');
 

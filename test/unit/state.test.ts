@@ -17,7 +17,7 @@ import { sleep } from '../../src/engine/limits.js';
 import { AppError } from '../../src/errors.js';
 import type { JobKind, StepDef } from '../../src/engine/types.js';
 import { RESOLVE, type Resolved } from '../../src/jobs/backup/resolve.js';
-import { RESTORE, STOP, restore, stop } from '../../src/jobs/backup/scale.js';
+import { START, STOP, start, stop } from '../../src/jobs/backup/scale.js';
 import type { DockerPort, ServiceInfo, TaskInfo } from '../../src/swarm/port.js';
 import { isNoQuorum } from '../../src/swarm/quorum.js';
 import { BucketGate } from '../../src/state/gate.js';
@@ -107,7 +107,7 @@ const resolved: Resolved = {
 };
 
 function backupLike(middle: StepDef): StepDef[] {
-  return [{ ...RESOLVE, run: async () => ({ detail: resolved }) }, { ...STOP, run: stop }, middle, { ...RESTORE, always: true, run: restore }];
+  return [{ ...RESOLVE, run: async () => ({ detail: resolved }) }, { ...STOP, run: stop }, middle, { ...START, always: true, run: start }];
 }
 
 function setup(steps: StepDef[], opts: { store?: MemoryStore; docker: DockerPort; dbPath?: string; restored?: BucketGate['takeover'] }) {
@@ -183,7 +183,7 @@ describe('copied before every action of a step', () => {
     expect(down!.copiesBefore).toBeGreaterThan(0);
     const { db: atDown } = await openCopy(down!.lastCopy!);
     expect(atDown.prepare("SELECT detail FROM steps WHERE job_id = ? AND name = 'stop'").pluck().get(job.id)).toContain('"replicas":3');
-    expect(atDown.prepare("SELECT state, replicas, undo_step FROM service_holds WHERE job_id = ?").get(job.id)).toEqual({ state: 'held', replicas: 3, undo_step: 'restore' });
+    expect(atDown.prepare("SELECT state, replicas, undo_step FROM service_holds WHERE job_id = ?").get(job.id)).toEqual({ state: 'held', replicas: 3, undo_step: 'start' });
     atDown.close();
     expect(up!.copiesBefore).toBeGreaterThan(down!.copiesBefore);
     const { db: atUp } = await openCopy(up!.lastCopy!);

@@ -5,6 +5,7 @@
 import { SECRET_BACKUP_ENV } from '../../config.js';
 import { AppError } from '../../errors.js';
 import { L, list } from '../labels.js';
+import { helperName } from '../../swarm/helpers.js';
 
 /** label Docker's stack deploy puts on a stack's services and volumes */
 export const STACK_LABEL = 'com.docker.stack.namespace';
@@ -94,6 +95,9 @@ export function objectKey(path: string, filename: string): string {
   const prefix = s3Prefix(path);
   return prefix ? `${prefix}/${filename}` : filename;
 }
+
+/** the archive helper of a pair (deterministic: a re-entered step, and the staging removal, find it by this name) */
+export const archiveHelperName = (instance: string, jobId: number, p: Pick<Pair, 'index'>): string => helperName(instance, jobId, 'archive', String(p.index));
 
 /** each node × each volume, numbered in that order (the index names the pair's helper) */
 export function planPairs(nodes: { nodeId: string; node: string }[], volumes: string[], stamp: string, path: string): Pair[] {

@@ -29,6 +29,8 @@ export const ResolvedSchema = z.object({
   serviceId: z.string(),
   service: z.string(),
   stop: z.boolean(),
+  /** stop=true and staging on (README "Staging: the downtime of a stop=true backup"); absent in jobs of older versions, which never staged */
+  stage: z.boolean().optional(),
   tasks: z.array(ResolvedTask),
   volumes: z.array(z.string()),
   stamp: z.string(),
@@ -49,6 +51,9 @@ export function refusal(svc: ServiceInfo, config: Pick<Config, 's3'>): AppError 
   }
   return null;
 }
+
+/** staging of a stop=true backup: on unless SWARM_UTILS_BACKUP_STAGE=false or the service says `swarm-utils.backup.stage=false` */
+export const stagingOn = (labels: Record<string, string>, config: Pick<Config, 'backupStage'>): boolean => flag(labels, L.backupStage, config.backupStage);
 
 export function s3Refusal(config: Pick<Config, 's3'>): AppError | null {
   const s3 = config.s3;
@@ -82,10 +87,12 @@ export async function resolve(ctx: StepContext<Resolved>): Promise<StepOutcome<R
   const volumes = selectVolumes(svc.name, namedVolumes(svc.spec), svc.labels[L.backupVolumes], svc.labels[STACK_LABEL]);
   const { tasks, nodes } = await tasksAndNodes(ctx, svc);
   const stamp = backupStamp(new Date());
+  const stop = flag(svc.labels, L.backupStop, false);
   const detail: Resolved = {
     serviceId: svc.id,
     service: svc.name,
-    stop: flag(svc.labels, L.backupStop, false),
+    stop,
+    stage: stop && stagingOn(svc.labels, ctx.deps.config),
     tasks,
     volumes,
     stamp,
@@ -115,7 +122,8 @@ async function tasksAndNodes(ctx: StepContext, svc: ServiceInfo): Promise<{ task
 
 function summary(r: Resolved): string {
   const where = r.tasks.length ? `${r.tasks.length} running task(s)` : 'no running task, node of the last task';
-  return `${where}; volumes ${r.volumes.join(', ')}; ${r.pairs.length} archive(s): ${r.pairs.map((p) => p.key).join(', ')}`;
+  const how = r.stop ? (r.stage ? '; stop, stage, start, then archive' : '; stop, archive in place, then start') : '';
+  return `${where}; volumes ${r.volumes.join(', ')}; ${r.pairs.length} archive(s): ${r.pairs.map((p) => p.key).join(', ')}${how}`;
 }
 
 const asTaskInfo = (t: ResolvedTask, serviceId: string): TaskInfo => ({

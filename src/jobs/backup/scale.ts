@@ -1,10 +1,13 @@
 /**
- * Steps 3 and 5 of a backup: stop (record the replica count, scale to 0, wait) and restore (scale back
- * to the recorded count, wait). Restore is the compensation users trust with their uptime: it runs
+ * Steps 3 and 5 of a backup: stop (record the replica count, scale to 0, wait) and start (scale back
+ * to the recorded count, wait). Start is the compensation users trust with their uptime: it runs
  * after a failure, a cancel, a timeout, an engine error, a crash and a shutdown, re-reads the service
  * before every attempt and retries what a busy or re-electing manager may answer. While the service is
- * down the job holds it (engine/holds.ts): no prune runs on its nodes, and a restore that could not
+ * down the job holds it (engine/holds.ts): no prune runs on its nodes, and a start that could not
  * finish is retried until it does, unless an operator changed the spec meanwhile.
+ *
+ * Both waits follow Docker closely (the task list, looked at every WAIT_POLL_MS): they are the service's
+ * downtime, so they cost what Docker takes and not a polling interval more.
  */
 import { z } from 'zod';
 import { AppError, isAppError } from '../../errors.js';
@@ -18,19 +21,21 @@ import { type Resolved, resolvedOf, serviceById } from './resolve.js';
 /** what `stop` commits before it scales (older versions wrote only `replicas`) */
 export const StopRecord = z.object({
   replicas: z.number().int().nonnegative(),
-  /** start-timeout-ms as labelled when the service was stopped: restore needs no read before it acts */
+  /** start-timeout-ms as labelled when the service was stopped: start needs no read before it acts */
   startTimeoutMs: z.number().int().positive().optional(),
   recordedAt: z.string().optional(),
 });
 export type StopRecord = z.infer<typeof StopRecord>;
 export const STOP = stepRef('stop', StopRecord);
 
-export const RestoreDetail = z.object({ replicas: z.number().int().nonnegative(), scaled: z.boolean() });
-/** the compensation step (the next version names it `start`, with `restore` as its alias) */
-export const RESTORE = stepRef('restore', RestoreDetail);
+export const StartDetail = z.object({ replicas: z.number().int().nonnegative(), scaled: z.boolean() });
+export type StartDetail = z.infer<typeof StartDetail>;
+/** the compensation step; versions before `restore` became a job type named it `restore`: such jobs resume under this name */
+export const START = stepRef('start', StartDetail, ['restore']);
 
 const ATTEMPTS = 8;
-const POLL_MS = 1000;
+/** how often the task list is read while waiting for a stop or a start */
+export const WAIT_POLL_MS = 50;
 /** states in which a task has, or is about to have, a container */
 const LIVE = new Set(['assigned', 'accepted', 'preparing', 'ready', 'starting', 'running']);
 
@@ -52,7 +57,7 @@ export async function stop(ctx: StepContext<StopRecord>): Promise<StepOutcome<St
     serviceId: r.serviceId,
     service: r.service,
     nodes: await taskNodes(ctx, r),
-    undo: RESTORE.name,
+    undo: START.name,
     replicas: record.replicas,
   });
   await withLimit(`the stop of ${svc.name}`, limit, ctx.signal, async (signal) => {
@@ -63,7 +68,7 @@ export async function stop(ctx: StepContext<StopRecord>): Promise<StepOutcome<St
   return { detail: record, output: `scaled ${svc.name} from ${record.replicas} to 0; no task runs` };
 }
 
-export async function restore(ctx: StepContext<z.infer<typeof RestoreDetail>>): Promise<StepOutcome<z.infer<typeof RestoreDetail>>> {
+export async function start(ctx: StepContext<StartDetail>): Promise<StepOutcome<StartDetail>> {
   const rec = ctx.detailOf(STOP);
   if (!rec) return { skipped: true, output: 'nothing was stopped' };
   const r = resolvedOf(ctx);
@@ -135,12 +140,14 @@ function retryable(e: unknown): boolean {
 /** polls the service's tasks until `done`; a failed listing is retried (the caller's limit ends the wait) */
 async function waitTasks(ctx: StepContext, serviceId: string, signal: AbortSignal, done: (tasks: TaskInfo[]) => boolean): Promise<void> {
   for (;;) {
+    let pause = WAIT_POLL_MS;
     try {
       if (done(await ctx.deps.docker.listTasks(serviceId))) return;
     } catch (e) {
       if (signal.aborted || !retryable(e)) throw e;
       ctx.log.warn({ err: isAppError(e) ? e.message : String(e) }, 'could not list the tasks, retrying');
+      pause = 1000; // a manager that fails is not asked ten times a second
     }
-    await sleep(POLL_MS, signal);
+    await sleep(pause, signal);
   }
 }

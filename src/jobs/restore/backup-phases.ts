@@ -5,7 +5,7 @@
 import type { StepContext, StepDef } from '../../engine/types.js';
 import { ARCHIVE, archive } from '../backup/archive.js';
 import { execStep } from '../backup/resolve.js';
-import { RESTORE, STOP, restore, stop } from '../backup/scale.js';
+import { START, STOP, start, stop } from '../backup/scale.js';
 import { VERIFY, verify } from '../backup/verify.js';
 
 export { ResolvedSchema, type Resolved, resolvedOf, serviceById, s3Refusal } from '../backup/resolve.js';
@@ -32,10 +32,9 @@ export const verifyPhase = (name: string): StepDef => ({ ...VERIFY, name, run: v
 
 /**
  * The compensation: scale back to the recorded count and wait (runs after a failure, a cancel, a crash and a
- * shutdown). Named `start`; the backup's stop records `restore` (its old name) as the step that gives the
- * service back, so that name stays an alias.
+ * shutdown). Named `start`, with `restore` (its name before restore became a job type) as an alias.
  */
-export const startPhase = (): StepDef => ({ ...RESTORE, name: 'start', aliases: [RESTORE.name, 'start'], always: true, run: restore } as StepDef);
+export const startPhase = (): StepDef => ({ ...START, always: true, run: start } as StepDef);
 
 /** the same step, skipped (with its reason as output) when `skip` gives one */
 export function unless(def: StepDef, skip: (ctx: StepContext) => string | null): StepDef {
