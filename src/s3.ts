@@ -19,8 +19,13 @@ export interface ObjectInfo {
 export interface ObjectStore {
   /** the object's size, or null when the bucket has no such key */
   head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
-  /** every object whose key starts with `prefix` (ListObjectsV2, all pages) */
-  list(prefix: string, signal?: AbortSignal): Promise<ObjectInfo[]>;
+  /**
+   * every object whose key starts with `prefix` (ListObjectsV2, all pages); with `directOnly`, only those with
+   * no further `/` after the prefix (a `/` delimiter: deeper "folders" stay out)
+   */
+  list(prefix: string, signal?: AbortSignal, opts?: { directOnly?: boolean; pageSize?: number }): Promise<ObjectInfo[]>;
+  /** deletes one object; a missing one is no error */
+  remove(key: string, signal?: AbortSignal): Promise<void>;
   /**
    * A URL that lets its holder GET one object for `expiresS` seconds, with no credential of its own (so a
    * node helper can fetch an archive while no S3 secret reaches the node). The URL is itself a credential:
@@ -93,14 +98,15 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
         throw new AppError('S3_ERROR', scrub(`could not read s3://${bucket}/${key} at ${endpoint}: ${why}`));
       }
     },
-    async list(prefix, signal) {
+    async list(prefix, signal, opts = {}) {
       const out: ObjectInfo[] = [];
       let token: string | undefined;
       do {
         const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
         try {
           const { sdk: m, client } = await lazy.get();
-          const page = await client.send(new m.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }), {
+          const query = { Bucket: bucket, Prefix: prefix, ContinuationToken: token, ...(opts.directOnly ? { Delimiter: '/' } : {}), ...(opts.pageSize ? { MaxKeys: opts.pageSize } : {}) };
+          const page = await client.send(new m.ListObjectsV2Command(query), {
             abortSignal: signal ? AbortSignal.any([signal, limit]) : limit,
           });
           for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.toISOString() ?? null });
@@ -111,6 +117,17 @@ export function createObjectStore(s3: Config['s3']): ObjectStore {
         }
       } while (token);
       return out;
+    },
+    async remove(key, signal) {
+      const limit = AbortSignal.timeout(S3_CALL_TIMEOUT_MS);
+      try {
+        const { sdk: m, client } = await lazy.get();
+        await client.send(new m.DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal ? AbortSignal.any([signal, limit]) : limit });
+      } catch (e) {
+        if (statusOf(e) === 404) return;
+        const why = limit.aborted ? `no answer within ${S3_CALL_TIMEOUT_MS} ms` : describe(e);
+        throw new AppError('S3_ERROR', scrub(`could not delete s3://${bucket}/${key} at ${endpoint}: ${why}`));
+      }
     },
     async presignGet(key, expiresS) {
       // SigV4 allows at most 7 days

@@ -1,23 +1,23 @@
 /**
  * Archives as the bucket names them (README "Archive layout"): `<SWARM_UTILS_S3_PATH>/<node>_<volume>_<stamp>.tar.gz`,
  * plus `.gpg` or `.age` when offen encrypted it. Restore, drills and migration pick archives here; the
- * listing of GET /backups parses the same names (the two are meant to share one parser).
+ * listing of GET /backups parses the same names, with the same parser (names.ts).
  */
 import { AppError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../s3.js';
 import { objectKey, s3Prefix } from '../jobs/backup/plan.js';
+import { type Encryption as Suffix, archiveDir, newestFirst, parseArchiveKey } from './names.js';
 
-export type Encryption = 'gpg' | 'age' | null;
-
-/** what follows `<node>_<volume>_` in one of our names */
-const TAIL = /^(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.tar\.gz(\.gpg|\.age)?$/;
+export type Encryption = Suffix | null;
 
 export interface ArchiveRef {
   key: string;
   node: string;
   volume: string;
-  /** `YYYY-MM-DDTHH-mm-ssZ`: sorts as time */
+  /** `YYYY-MM-DDTHH-mm-ssZ` */
   stamp: string;
+  /** the stamp in ms (UTC) */
+  time: number;
   encrypted: Encryption;
   size: number;
 }
@@ -27,33 +27,20 @@ export function encryptionOf(key: string): Encryption {
   return key.endsWith('.gpg') ? 'gpg' : key.endsWith('.age') ? 'age' : null;
 }
 
-/** the object key without the prefix, or null when the key is not under it */
-function baseName(path: string, key: string): string | null {
-  const prefix = s3Prefix(path);
-  if (!prefix) return key.includes('/') ? null : key;
-  return key.startsWith(`${prefix}/`) && !key.slice(prefix.length + 1).includes('/') ? key.slice(prefix.length + 1) : null;
-}
-
-/** an archive of `volume` on `node` when `key` is one of our names for it, else null */
+/** an archive of `volume` on `node` when `key` is one of our names for it (names.ts parses), else null */
 export function parseFor(path: string, key: string, node: string, volume: string, size = 0): ArchiveRef | null {
-  const base = baseName(path, key);
-  const start = `${node}_${volume}_`;
-  if (!base?.startsWith(start)) return null;
-  const m = TAIL.exec(base.slice(start.length));
-  if (!m) return null;
-  return { key, node, volume, stamp: m[1]!, encrypted: encryptionOf(key), size };
+  const p = parseArchiveKey(key, path, [node]);
+  if (!p || p.node !== node || p.volume !== volume) return null;
+  return { key, node, volume, stamp: p.stamp, time: p.time, encrypted: p.encryption, size };
 }
 
 /** an archive of `volume` on any node when `key` is one of our names for it (the node is what precedes `_<volume>_`) */
 export function parseForVolume(path: string, key: string, volume: string, size = 0): ArchiveRef | null {
-  const base = baseName(path, key);
-  if (!base) return null;
-  const at = base.lastIndexOf(`_${volume}_`);
-  if (at <= 0) return null;
-  return parseFor(path, key, base.slice(0, at), volume, size);
+  const name = key.slice(archiveDir(path).length);
+  const at = name.lastIndexOf(`_${volume}_`);
+  if (!key.startsWith(archiveDir(path)) || at <= 0) return null;
+  return parseFor(path, key, name.slice(0, at), volume, size);
 }
-
-const newestFirst = (a: ArchiveRef, b: ArchiveRef): number => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : a.key < b.key ? 1 : -1);
 
 /** the archives of `volume` (on `node` when given) in the bucket, newest first */
 export async function archivesOf(store: Pick<ObjectStore, 'list'>, path: string, volume: string, node?: string, signal?: AbortSignal): Promise<ArchiveRef[]> {

@@ -4,7 +4,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import parsePrometheus from 'parse-prometheus-text-format';
 import { finishJob, insertJob, setJobResult } from '../../src/db/jobs.js';
 import { openBucket } from '../../src/backups/bucket.js';
-import { newestArchive } from '../../src/backups/newest.js';
+import { archivesOf } from '../../src/backups/archives.js';
+import { createObjectStore } from '../../src/s3.js';
 import { drillOutcomes, drillsByKey, lastVerified, outcomesOf } from '../../src/backups/drills.js';
 import { createMetrics } from '../../src/api/metrics.js';
 import { JOB_KINDS } from '../../src/jobs/index.js';
@@ -245,12 +246,18 @@ describe('the bucket listing', () => {
 
   it('the newest archive of one node and volume (what a restore or drill takes without a key): ours only, that volume only', async () => {
     const s3cfg = testConfig(s3.env(PREFIX)).s3;
-    expect((await newestArchive(s3cfg, { node: 'w1', volume: 'shop_db-data' }))?.key).toBe(K.dbNew);
-    expect(await newestArchive(s3cfg, { node: 'w2', volume: 'shop_db-data' })).toMatchObject({ key: K.dbW2, size: `archive ${K.dbW2}`.length, encryption: null });
-    expect((await newestArchive(s3cfg, { node: 'odd_host', volume: 'web-data' }))?.key).toBe(K.odd);
-    // `shop_db` is a prefix of shop_db-data's name, not a volume with archives
-    expect(await newestArchive(s3cfg, { node: 'w1', volume: 'shop_db' })).toBeNull();
-    expect(await newestArchive(s3cfg, { node: 'w9', volume: 'shop_db-data' })).toBeNull();
+    const store = createObjectStore(s3cfg);
+    const newest = async (node: string, volume: string) => (await archivesOf(store, s3cfg.path, volume, node))[0] ?? null;
+    try {
+      expect((await newest('w1', 'shop_db-data'))?.key).toBe(K.dbNew);
+      expect(await newest('w2', 'shop_db-data')).toMatchObject({ key: K.dbW2, size: `archive ${K.dbW2}`.length, encrypted: null });
+      expect((await newest('odd_host', 'web-data'))?.key).toBe(K.odd);
+      // `shop_db` is a prefix of shop_db-data's name, not a volume with archives
+      expect(await newest('w1', 'shop_db')).toBeNull();
+      expect(await newest('w9', 'shop_db-data')).toBeNull();
+    } finally {
+      store.close();
+    }
   });
 
   it('deletes one object; deleting a missing one is no error', async () => {
