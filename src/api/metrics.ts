@@ -1,4 +1,4 @@
-import { Gauge, Histogram, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Db } from '../db/index.js';
 import type { JobRow } from '../db/jobs.js';
 import type { Logger } from '../log.js';
@@ -15,8 +15,40 @@ export interface MetricsOptions {
   log?: Logger;
 }
 
-/** Prometheus metrics; job counts and last backups are read from SQLite at scrape time, so they survive restarts. */
-export function createMetrics(db: Db, opts: MetricsOptions = {}) {
+export interface Metrics {
+  /** the Prometheus text of a scrape */
+  render(): Promise<{ contentType: string; body: string }>;
+  observeFinished(job: Pick<JobRow, 'type' | 'state' | 'startedAt' | 'finishedAt'>): void;
+}
+
+/**
+ * Prometheus metrics; job counts and last backups are read from SQLite at scrape time, so they survive
+ * restarts. The client library is loaded at the first scrape or job end, not at start-up (an idle process
+ * stays small: README "Benchmarks").
+ */
+export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
+  let built: Promise<Built> | null = null;
+  const build = () => (built ??= import('prom-client').then((prom) => buildRegistry(prom, db, opts)));
+  return {
+    async render() {
+      const { registry } = await build();
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+    observeFinished(job) {
+      if (!job.startedAt || !job.finishedAt) return;
+      const seconds = (job.finishedAt - job.startedAt) / 1000;
+      void build().then(({ duration }) => duration.observe({ type: job.type, state: job.state }, seconds));
+    },
+  };
+}
+
+interface Built {
+  registry: Registry;
+  duration: import('prom-client').Histogram<'type' | 'state'>;
+}
+
+function buildRegistry(prom: typeof import('prom-client'), db: Db, opts: MetricsOptions): Built {
+  const { Gauge, Histogram, Registry } = prom;
   const registry = new Registry();
   const expectedOrNull = async (): Promise<BackupTarget[] | null> => {
     if (!opts.docker) return null;
@@ -85,11 +117,5 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}) {
       for (const t of targets) this.set({ ...t }, (last.get(targetKey(t))?.at ?? 0) / 1000);
     },
   });
-  return {
-    registry,
-    observeFinished(job: Pick<JobRow, 'type' | 'state' | 'startedAt' | 'finishedAt'>) {
-      if (job.startedAt && job.finishedAt) duration.observe({ type: job.type, state: job.state }, (job.finishedAt - job.startedAt) / 1000);
-    },
-  };
+  return { registry, duration };
 }
-export type Metrics = ReturnType<typeof createMetrics>;

@@ -7,7 +7,7 @@ import { openBucket } from '../../src/backups/bucket.js';
 import { archivesOf } from '../../src/backups/archives.js';
 import { createObjectStore } from '../../src/s3.js';
 import { drillOutcomes, drillsByKey, lastVerified, outcomesOf } from '../../src/backups/drills.js';
-import { createMetrics } from '../../src/api/metrics.js';
+import { type Metrics, createMetrics } from '../../src/api/metrics.js';
 import { JOB_KINDS } from '../../src/jobs/index.js';
 import type { TaskInfo } from '../../src/swarm/port.js';
 import { apiFixture, fakeNode, fakeService, type ApiFixture } from '../helpers/api-fixture.js';
@@ -350,8 +350,8 @@ describe('/metrics: swarm_utils_backup_last_verified_timestamp_seconds', () => {
     listNodes: async () => nodes,
     listTasks: async (id) => (id === 'id-shop_db' ? [task(id, 'id-w1'), task(id, 'id-w2')] : []),
   });
-  const series = async (metrics: ReturnType<typeof createMetrics>) => {
-    const family = parsePrometheus(await metrics.registry.metrics()).find((m) => m.name === METRIC);
+  const series = async (metrics: Metrics) => {
+    const family = parsePrometheus((await metrics.render()).body).find((m) => m.name === METRIC);
     expect(family?.type).toBe('GAUGE');
     return Object.fromEntries(family!.metrics.map((m) => [`${m.labels!.service}/${m.labels!.volume}/${m.labels!.node}`, Number(m.value)]));
   };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { openDb, type Db } from '../../src/db/index.js';
 import { finishJob, insertJob, markRunning, setJobResult } from '../../src/db/jobs.js';
-import { createMetrics } from '../../src/api/metrics.js';
+import { type Metrics, createMetrics } from '../../src/api/metrics.js';
 import type { TaskInfo } from '../../src/swarm/port.js';
 import { captureLog, fakeDocker, tempDbPath } from '../helpers/engine-fixture.js';
 import { fakeNode, fakeService } from '../helpers/api-fixture.js';
@@ -54,8 +54,8 @@ function backupJob(db: Db, service: string, archives: { node: string; volume: st
   finishJob(db, job.id, state, finishedAt);
 }
 
-async function series(metrics: ReturnType<typeof createMetrics>): Promise<Record<string, number>> {
-  const family = parsePrometheus(await metrics.registry.metrics()).find((f) => f.name === METRIC);
+async function series(metrics: Metrics): Promise<Record<string, number>> {
+  const family = parsePrometheus((await metrics.render()).body).find((f) => f.name === METRIC);
   expect(family?.type).toBe('GAUGE');
   return Object.fromEntries(family!.metrics.map((m) => [`${m.labels!.service}/${m.labels!.volume}/${m.labels!.node}`, Number(m.value)]));
 }

@@ -14,6 +14,7 @@ export const statusRoutes: FastifyPluginAsync<{ status: StatusService; metrics: 
   );
   app.get('/metrics', { config: { auth: true, metrics: true }, schema: { querystring: TokenQuery, description: 'Prometheus text (admin or metrics token)' } }, async (req, reply) => {
     if (!req.caller!.admin && !req.caller!.metrics) throw new AppError('FORBIDDEN', 'metrics need an admin or a metrics token');
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const { contentType, body } = await metrics.render();
+    return reply.type(contentType).send(body);
   });
 };
