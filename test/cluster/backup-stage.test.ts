@@ -143,6 +143,7 @@ describe('staged stop=true backups on the real swarm', () => {
       ['start', 'done'],
       ['archive-staged', 'done'],
       ['verify', 'done'],
+      ['retention', 'skipped'],
       ['unstage', 'done'],
     ]);
     expect(stepOf(job, 'stage').output).toContain('2 of 2 volume(s) staged');
@@ -246,6 +247,7 @@ describe('staged stop=true backups on the real swarm', () => {
         ['start', 'done'],
         ['archive-staged', 'done'],
         ['verify', 'done'],
+        ['retention', 'skipped'],
         ['unstage', 'done'],
       ]);
       await expectArchivedFromCopy(job, tree, since);
@@ -298,6 +300,7 @@ describe('staged stop=true backups on the real swarm', () => {
       ['start', 'done'],
       ['archive-staged', 'skipped'],
       ['verify', 'done'],
+      ['retention', 'skipped'],
       ['unstage', 'done'],
     ]);
     expect(stepOf(job, 'prepare').output).toMatch(/archived in place while stopped: no room on su-worker-1 for a copy: needs \d+ KiB/);
@@ -340,6 +343,7 @@ describe('staged stop=true backups on the real swarm', () => {
       ['start', 'done'],
       ['archive-staged', 'skipped'],
       ['verify', 'done'],
+      ['retention', 'skipped'],
       ['unstage', 'skipped'],
     ]);
     expect(stepOf(job, 'stage').output).toContain('staging is off');
