@@ -9,8 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import Database from 'better-sqlite3';
-import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { REGISTRY_AUTH, S3, dockerFor } from '../helpers/testbed.js';
+import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client as s3 } from '../helpers/leftovers.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { createAppService, hostnameOf, manager, removeServices, serverEnv, uid } from '../helpers/cluster.js';
 import { tcpProxy, type TcpProxy } from '../helpers/proxies.js';
@@ -30,7 +31,6 @@ const passphraseFile = path.join(tmp, 'gpg');
 // written with a newline, like `echo … > file`: swarm-utils takes it off, the helper gets the value exactly
 fs.writeFileSync(passphraseFile, `${PASSPHRASE}\n`);
 
-const s3 = new S3Client({ endpoint: S3.url, region: S3.region, forcePathStyle: true, credentials: { accessKeyId: S3.accessKey, secretAccessKey: S3.secretKey } });
 
 let proxy: TcpProxy;
 let env: Record<string, string>;
@@ -65,7 +65,7 @@ afterAll(async () => {
   await removeServices(SVC);
   await removeLeftovers();
   await proxy?.close();
-  await deletePrefix().catch(() => undefined);
+  await deleteS3Prefix(PREFIX).catch(() => undefined);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -209,23 +209,9 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   }
 }
 
-function instanceOf(server: RunningServer): string {
-  const db = new Database(server.dbPath, { readonly: true });
-  try {
-    return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
-  } finally {
-    db.close();
-  }
-}
-
 async function listKeys(): Promise<string[]> {
   const out = await s3.send(new ListObjectsV2Command({ Bucket: S3.bucket, Prefix: `${PREFIX}/` }));
   return (out.Contents ?? []).map((o) => o.Key!);
-}
-
-async function deletePrefix(): Promise<void> {
-  const keys = await listKeys();
-  if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: S3.bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
 }
 
 /** the stopped helper containers Docker 20.10 leaves behind, our secrets if a test failed midway, the volume */
@@ -235,13 +221,6 @@ async function removeLeftovers(): Promise<void> {
       await manager.getSecret(sec.ID).remove().catch(() => undefined);
     }
   }
-  for (const d of ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n))) {
-    for (const inst of instances) {
-      for (const c of await d.listContainers({ all: true, filters: { name: [`swarm-utils-${inst}-`] } })) {
-        await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-      }
-    }
-    for (const c of await d.listContainers({ all: true, filters: { volume: [VOL] } })) await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    await d.getVolume(VOL).remove().catch(() => undefined);
-  }
+  await removeHelperContainers(instances);
+  await removeVolumes([VOL]);
 }

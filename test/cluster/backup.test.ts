@@ -1,9 +1,9 @@
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
-import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { IMAGES, REGISTRY_AUTH, S3, dockerFor } from '../helpers/testbed.js';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { IMAGES, REGISTRY_AUTH, S3 } from '../helpers/testbed.js';
+import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client as s3 } from '../helpers/leftovers.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { createAppService, execInTask, hostnameOf, inspect, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
 
@@ -46,13 +46,6 @@ const VOL = {
 const STACK_TOKEN = `stack-token-${id}`;
 const ALL_TOKEN = `all-token-${id}`;
 
-const s3 = new S3Client({
-  endpoint: S3.url,
-  region: S3.region,
-  forcePathStyle: true,
-  credentials: { accessKeyId: S3.accessKey, secretAccessKey: S3.secretKey },
-});
-
 let s: RunningServer;
 /** installation ids of the servers this file started: their helpers' leftover containers are removed at the end */
 const instances = new Set<string>();
@@ -89,9 +82,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.stop();
   await removeServices(...SERVICES);
-  await removeHelperContainers();
+  await removeHelperContainers(instances);
   await removeVolumes(Object.values(VOL));
-  await deletePrefix().catch(() => undefined);
+  await deleteS3Prefix(PREFIX).catch(() => undefined);
 });
 
 describe('backup on the real swarm', () => {
@@ -383,16 +376,6 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   }
 }
 
-/** the installation id the server keeps in its database: it prefixes the helper names */
-function instanceOf(server: RunningServer): string {
-  const db = new Database(server.dbPath, { readonly: true });
-  try {
-    return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
-  } finally {
-    db.close();
-  }
-}
-
 /** helper services of this server's job (another installation's job may carry the same id) */
 async function helpersOf(jobId: number): Promise<string[]> {
   const list = await manager.listServices({ filters: { label: [`swarm-utils.helper=${jobId}`] } });
@@ -436,11 +419,6 @@ async function listKeys(): Promise<string[]> {
   return (out.Contents ?? []).map((o) => o.Key!);
 }
 
-async function deletePrefix(): Promise<void> {
-  const keys = await listKeys();
-  if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: S3.bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
-}
-
 /** the archive's files: gunzip, then a small ustar reader (regular files only) */
 async function download(key: string): Promise<Map<string, Buffer>> {
   const out = await s3.send(new GetObjectCommand({ Bucket: S3.bucket, Key: key }));
@@ -468,37 +446,4 @@ function untar(buf: Buffer): Map<string, Buffer> {
     if (type === '0') files.set(name.replace(/^\.\//, ''), Buffer.from(body));
   }
   return files;
-}
-
-/** the stopped containers our helpers left on each node (see removeVolumes) */
-async function removeHelperContainers(): Promise<void> {
-  for (const d of ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n))) {
-    for (const inst of instances) {
-      for (const c of await d.listContainers({ all: true, filters: { name: [`swarm-utils-${inst}-`] } })) {
-        await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-      }
-    }
-  }
-}
-
-/**
- * Volumes are per node: remove ours wherever a task or helper created them. The containers of removed
- * replicated-job services stay behind on Docker 20.10 (moby/moby#44312) and keep the volume in use, so
- * the stopped containers that mount one of our volumes go first.
- */
-async function removeVolumes(names: string[]): Promise<void> {
-  const daemons = ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n));
-  const end = Date.now() + 30_000;
-  for (const d of daemons) {
-    for (const name of names) {
-      for (;;) {
-        for (const c of await d.listContainers({ all: true, filters: { volume: [name] } })) {
-          await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-        }
-        const err = await d.getVolume(name).remove().then(() => null, (e: any) => e);
-        if (!err || err.statusCode === 404 || Date.now() > end) break;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
-  }
 }

@@ -3,10 +3,9 @@
 // their last backups, label tokens, errors, sign-out on a refused token, phone width and dark mode.
 import path from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import Database from 'better-sqlite3';
-import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { S3, dockerFor } from '../helpers/testbed.js';
+import { S3 } from '../helpers/testbed.js';
+import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes } from '../helpers/leftovers.js';
 import { ADMIN_TOKEN, startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { createAppService, removeServices, serverEnv, uid } from '../helpers/cluster.js';
 import { ARTIFACTS, launchBrowser } from '../helpers/browser.js';
@@ -24,13 +23,6 @@ const VOL = { app: `con-app-data-${id}`, other: `con-other-data-${id}`, slow: `c
 const LABEL_TOKEN = `con-label-token-${id}`;
 const OTHER_TOKEN = `con-other-token-${id}`;
 const TOKEN_KEY = 'swarm-utils.token';
-
-const s3 = new S3Client({
-  endpoint: S3.url,
-  region: S3.region,
-  forcePathStyle: true,
-  credentials: { accessKeyId: S3.accessKey, secretAccessKey: S3.secretKey },
-});
 
 const ENV = serverEnv({
   SWARM_UTILS_S3_DOMAIN: S3.endpoint,
@@ -70,10 +62,9 @@ afterAll(async () => {
   const instance = s ? instanceOf(s) : null;
   await s?.stop();
   await removeServices(APP, OTHER, SLOW);
-  if (instance) await removeHelperContainers(instance);
+  if (instance) await removeHelperContainers([instance]);
   await removeVolumes(Object.values(VOL));
-  const keys = (await s3.send(new ListObjectsV2Command({ Bucket: S3.bucket, Prefix: `${PREFIX}/` }))).Contents ?? [];
-  if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: S3.bucket, Delete: { Objects: keys.map((k) => ({ Key: k.Key! })) } }));
+  await deleteS3Prefix(PREFIX);
 });
 
 /** a fresh tab (its own sessionStorage); page errors fail the test */
@@ -314,38 +305,3 @@ describe('web console in a real browser', () => {
     }
   });
 });
-
-function instanceOf(server: RunningServer): string {
-  const db = new Database(server.dbPath, { readonly: true });
-  try {
-    return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
-  } finally {
-    db.close();
-  }
-}
-
-/** the stopped containers our server's helpers leave on the nodes (replicated-job tasks on Docker 20.10) */
-async function removeHelperContainers(instance: string): Promise<void> {
-  for (const d of ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n))) {
-    for (const c of await d.listContainers({ all: true, filters: { name: [`swarm-utils-${instance}-`] } })) {
-      await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    }
-  }
-}
-
-/** our volumes, wherever a task or helper created them (stopped helper containers keep them in use) */
-async function removeVolumes(names: string[]): Promise<void> {
-  for (const d of ['manager', 'su-worker-1', 'su-worker-2'].map((n) => dockerFor(n))) {
-    for (const name of names) {
-      const end = Date.now() + 30_000;
-      for (;;) {
-        for (const c of await d.listContainers({ all: true, filters: { volume: [name] } })) {
-          await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-        }
-        const err = await d.getVolume(name).remove().then(() => null, (e: any) => e);
-        if (!err || err.statusCode === 404 || Date.now() > end) break;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
-  }
-}

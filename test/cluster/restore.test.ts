@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { s3Client as s3 } from '../helpers/leftovers.js';
 import { S3, dockerFor } from '../helpers/testbed.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { createAppService, execInTask, inspect, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
@@ -26,7 +27,6 @@ const VOL = { rs: `rs-data-${id}`, other: `rs-odata-${id}`, mg: `rs-mdata-${id}`
 const RESTORE_TOKEN = `restore-token-${id}`;
 const BACKUP_TOKEN = `backup-token-${id}`;
 
-const s3 = new S3Client({ endpoint: S3.url, region: S3.region, forcePathStyle: true, credentials: { accessKeyId: S3.accessKey, secretAccessKey: S3.secretKey } });
 let s: RunningServer;
 
 const vol = (name: string) => ({ Type: 'volume' as const, Source: name, Target: '/data' });

@@ -8,8 +8,9 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import Database from 'better-sqlite3';
-import { DeleteObjectsCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { IMAGES, MANAGER_SOCKET, REGISTRY, S3, dockerFor, pushApp, run } from '../helpers/testbed.js';
+import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client as s3 } from '../helpers/leftovers.js';
 import { startServer, waitJob, type RunningServer } from '../helpers/server.js';
 import { createAppService, inspect, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
@@ -27,7 +28,6 @@ const s3Env = (domain: string) => ({
   SWARM_UTILS_S3_SECRET_ACCESS_KEY: S3.secretKey,
   SWARM_UTILS_S3_PATH: PREFIX,
 });
-const s3 = new S3Client({ endpoint: S3.url, region: S3.region, forcePathStyle: true, credentials: { accessKeyId: S3.accessKey, secretAccessKey: S3.secretKey } });
 
 const vol = (name: string) => ({ Type: 'volume' as const, Source: name, Target: '/data' });
 const stopped = (extra: Record<string, string> = {}) => ({ 'swarm-utils.backup.enable': 'true', 'swarm-utils.backup.stop': 'true', ...extra });
@@ -46,7 +46,7 @@ let tmp: string;
 async function server(env: Record<string, string>, opts: { dbPath?: string; port?: number } = {}): Promise<RunningServer> {
   const s = await startServer(env, opts);
   servers.push(s);
-  instances.add(instanceOf(s.dbPath));
+  instances.add(instanceOf(s));
   return s;
 }
 
@@ -67,9 +67,9 @@ afterAll(async () => {
   for (const s of servers) if (s.proc.exitCode === null && s.proc.signalCode === null) await s.stop().catch(() => undefined);
   await s3proxy?.close();
   await removeServices(...services);
-  await removeHelperContainers();
+  await removeHelperContainers(instances);
   await removeVolumes(volumes);
-  await deletePrefix().catch(() => undefined);
+  await deleteS3Prefix(PREFIX).catch(() => undefined);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -80,7 +80,7 @@ describe('safety at the edges on the real swarm', () => {
     await service(SIG, { constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-sig-data-${id}`)], labels: stopped({ 'swarm-utils.backup.stage': 'false' }) });
     const env = serverEnv({ ...s3Env(s3proxy.address), SWARM_UTILS_SHUTDOWN_TIMEOUT: '25_000' });
     const a = await server(env);
-    const inst = instanceOf(a.dbPath);
+    const inst = instanceOf(a);
     const since = Date.now();
     s3proxy.pause(); // the archive reads the volume, then waits on its upload as long as the test wants
     try {
@@ -152,7 +152,7 @@ describe('safety at the edges on the real swarm', () => {
     // archived in place: the service is held down during the whole (paused) upload
     await service(PRN, { image, constraints: [`node.hostname==${W1}`], mounts: [vol(`sf-prn-data-${id}`)], labels: stopped({ 'swarm-utils.backup.stage': 'false' }) });
     const s = await server(serverEnv({ ...s3Env(s3proxy.address), SWARM_UTILS_LOCK_TIMEOUT: '120_000' }));
-    const inst = instanceOf(s.dbPath);
+    const inst = instanceOf(s);
     const since = Date.now();
     s3proxy.pause();
     let backupId = 0;
@@ -468,15 +468,6 @@ function craftOlderJob(dbPath: string, service: string, serviceId: string): numb
   }
 }
 
-function instanceOf(dbPath: string): string {
-  const db = new Database(dbPath, { readonly: true });
-  try {
-    return db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string;
-  } finally {
-    db.close();
-  }
-}
-
 async function exitOf(proc: ChildProcess): Promise<number | null> {
   if (proc.exitCode === null && proc.signalCode === null) await new Promise((r) => proc.once('exit', r));
   return proc.exitCode;
@@ -489,39 +480,5 @@ async function until<T>(what: string, ms: number, fn: () => Promise<T | null>): 
     if (v !== null) return v;
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await sleep(250);
-  }
-}
-
-async function deletePrefix(): Promise<void> {
-  const out = await s3.send(new ListObjectsV2Command({ Bucket: S3.bucket, Prefix: `${PREFIX}/` }));
-  const keys = (out.Contents ?? []).map((o) => ({ Key: o.Key! }));
-  if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: S3.bucket, Delete: { Objects: keys } }));
-}
-
-/** the stopped containers our helpers left on each node (Docker 20.10 keeps those of removed replicated-jobs) */
-async function removeHelperContainers(): Promise<void> {
-  for (const d of ['manager', W1, W2].map((n) => dockerFor(n))) {
-    for (const inst of instances) {
-      for (const c of await d.listContainers({ all: true, filters: { name: [`swarm-utils-${inst}-`] } })) {
-        await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-      }
-    }
-  }
-}
-
-/** volumes are per node: remove ours wherever a task or helper created them (their stopped containers first) */
-async function removeVolumes(names: string[]): Promise<void> {
-  const end = Date.now() + 30_000;
-  for (const d of ['manager', W1, W2].map((n) => dockerFor(n))) {
-    for (const name of names) {
-      for (;;) {
-        for (const c of await d.listContainers({ all: true, filters: { volume: [name] } })) {
-          await d.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-        }
-        const err = await d.getVolume(name).remove().then(() => null, (e: any) => e);
-        if (!err || err.statusCode === 404 || Date.now() > end) break;
-        await sleep(1000);
-      }
-    }
   }
 }

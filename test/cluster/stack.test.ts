@@ -19,18 +19,27 @@
  * is removed first. Everything made here is removed in afterAll.
  */
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { IMAGES, REGISTRY, REGISTRY_AUTH, S3, SWARM_SCRIPTS_DIR, run, type RunResult } from '../helpers/testbed.js';
+import { IMAGES, REGISTRY, REGISTRY_AUTH, S3 } from '../helpers/testbed.js';
 import { createAppService, execInTask, manager, removeServices, runningTasks, uid } from '../helpers/cluster.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { deleteS3Prefix, removeVolumes, s3Client } from '../helpers/leftovers.js';
+import {
+  SWARM_UTILS_IMAGE as IMAGE,
+  buildSwarmUtilsImage,
+  createOwnSecrets,
+  currentTask as taskOf,
+  diagnostics as diagnosticsOf,
+  dockerCli as docker,
+  labelManagerForData,
+  removeSecret,
+  removeStack as removeStackOf,
+  sleep,
+  until as untilOr,
+} from '../helpers/stack.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BUILD_SCRIPT = `${SWARM_SCRIPTS_DIR}images/swarm-utils/build.sh`;
 const STACK_OVERRIDES = ['deploy/registry-secrets.yml', 'deploy/s3-secrets.yml', 'test/swarm/images/swarm-utils/stack.notify.yml'];
-const IMAGE = `${REGISTRY}/test/swarm-utils:test`;
 
 const STACK = 'su-stack-test';
 const SERVICE = `${STACK}_swarm-utils`;
@@ -38,11 +47,8 @@ const VOLUME = `${STACK}_swarm-utils-data`;
 const NAMESPACE = `com.docker.stack.namespace=${STACK}`;
 /** the manager's address and the port swarm-stack.yml publishes there (mode: host) */
 const BASE_URL = 'http://10.77.0.1:8080';
-const DATA_LABEL = 'swarm-utils.data';
 /** marks the secrets this test creates, so a later run may remove what an interrupted one left */
 const OWN = { key: 'swarm-utils.test', value: 'stack' } as const;
-/** on the manager next to swarm-utils.data=true when this test added it (an interrupted run leaves both) */
-const OWN_LABEL_MARK = 'swarm-utils.test.data-label';
 
 const TOKEN = `stack-admin-${randomBytes(16).toString('hex')}`;
 const RUN = uid();
@@ -72,22 +78,13 @@ let managerId = '';
 /** repo@sha256:… that build.sh pushed */
 let pushed = '';
 let deployed = false;
-let labelAdded = false;
+/** undoes the manager's swarm-utils.data label if this test set it */
+let unlabel: (() => Promise<void>) | null = null;
 const createdSecrets: string[] = [];
 /** the update job, as GET /jobs/:id answered before the stack service was restarted */
 let jobBefore: any = null;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** the docker CLI against the manager, without any SWARM_UTILS_* of the caller's shell (the stack file reads them) */
-async function docker(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; mayFail?: boolean } = {}): Promise<RunResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CLI_HINTS: 'false' };
-  for (const k of Object.keys(env)) if (k.startsWith('SWARM_UTILS_') || k === 'DOCKER_HOST' || k === 'DOCKER_CONTEXT') delete env[k];
-  const res = await run('docker', args, { cwd: ROOT, env: { ...env, ...opts.env }, timeoutMs: opts.timeoutMs ?? 60_000 });
-  if (res.code !== 0 && !opts.mayFail) throw new Error(`docker ${args.join(' ')} failed (exit ${res.code}):\n${res.stderr}${res.stdout}`);
-  return res;
-}
 
 async function serviceLogs(): Promise<string> {
   const r = await docker(['service', 'logs', '--raw', '--no-trunc', SERVICE]);
@@ -99,31 +96,12 @@ async function containerLog(containerId: string): Promise<string> {
   return r.stdout + r.stderr;
 }
 
-/** what a failed wait prints: the service's tasks and the end of its log */
-async function diagnostics(): Promise<string> {
-  const ps = await docker(['service', 'ps', '--no-trunc', '--format', '{{.Name}} {{.Node}} desired={{.DesiredState}} {{.CurrentState}} {{.Error}}', SERVICE], { mayFail: true });
-  const logs = await docker(['service', 'logs', '--raw', '--no-trunc', '--tail', '30', SERVICE], { mayFail: true });
-  return `docker service ps ${SERVICE}:\n${ps.stdout}${ps.stderr}\nits log (last 30 lines):\n${logs.stdout}${logs.stderr}`;
-}
-
-/** polls `probe` until it returns a value (not null/undefined/false) or the deadline passes */
-async function until<T>(what: string, ms: number, probe: () => Promise<T | null | undefined | false>, diagnose = true): Promise<T> {
-  const end = Date.now() + ms;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined && v !== false) return v;
-    } catch (e) {
-      lastError = e;
-    }
-    if (Date.now() > end) {
-      const last = lastError === undefined ? '' : ` (last error: ${message(lastError)})`;
-      throw new Error(`${what}: not reached within ${ms / 1000} s${last}${diagnose ? `\n${await diagnostics()}` : ''}`);
-    }
-    await sleep(300);
-  }
-}
+const diagnostics = () => diagnosticsOf(SERVICE);
+const currentTask = () => taskOf(SERVICE);
+const removeStack = () => removeStackOf(STACK, [VOLUME]);
+/** polls `probe` until it returns a value; a failure prints the stack service's tasks and log unless `diagnose` is false */
+const until = <T>(what: string, ms: number, probe: () => Promise<T | null | undefined | false>, diagnose = true): Promise<T> =>
+  untilOr(what, ms, probe, diagnose ? diagnostics : undefined);
 
 async function api(method: string, path: string, token?: string, timeoutMs = 10_000): Promise<{ status: number; json: any }> {
   const r = await fetch(BASE_URL + path, {
@@ -139,12 +117,6 @@ async function api(method: string, path: string, token?: string, timeoutMs = 10_
   }
 }
 
-/** the stack service's one task that should run (it has a container once it is starting) */
-async function currentTask(): Promise<any | undefined> {
-  const tasks = await manager.listTasks({ filters: { service: [SERVICE], 'desired-state': ['running'] } });
-  return tasks.find((t: any) => t.Status?.ContainerStatus?.ContainerID);
-}
-
 /** exec in a container on the manager: exit code and output */
 async function execIn(containerId: string, cmd: string[]): Promise<{ code: number | null; output: string }> {
   const exec = await manager.getContainer(containerId).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
@@ -157,56 +129,6 @@ async function execIn(containerId: string, cmd: string[]): Promise<{ code: numbe
     stream.on('error', reject);
   });
   return { code: (await exec.inspect()).ExitCode, output: Buffer.concat(chunks).toString() };
-}
-
-/** sets (or removes) the manager's swarm-utils.data label, with a marker that this test set it */
-async function setManagerLabel(on: boolean): Promise<void> {
-  const node = manager.getNode(managerId);
-  const info = await node.inspect();
-  const labels = { ...info.Spec.Labels };
-  if (on) Object.assign(labels, { [DATA_LABEL]: 'true', [OWN_LABEL_MARK]: 'true' });
-  else for (const k of [DATA_LABEL, OWN_LABEL_MARK]) delete labels[k];
-  await node.update({ version: info.Version.Index, ...info.Spec, Labels: labels });
-}
-
-/** docker stack rm, then wait until its services, containers and network are gone, and remove its volume */
-async function removeStack(): Promise<void> {
-  await docker(['stack', 'rm', STACK], { mayFail: true });
-  const left = async () => {
-    const [services, containers, networks] = await Promise.all([
-      manager.listServices({ filters: { label: [NAMESPACE] } }),
-      manager.listContainers({ all: true, filters: { label: [NAMESPACE] } }),
-      manager.listNetworks({ filters: { label: [NAMESPACE] } }),
-    ]);
-    return { services, containers, networks };
-  };
-  await until(`the services, containers and network of stack ${STACK} to be gone`, 60_000, async () => {
-    const l = await left();
-    // a task's container the agent has not removed yet, once its service is gone, is ours to remove
-    if (!l.services.length) for (const c of l.containers) await manager.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    return l.services.length + l.containers.length + l.networks.length === 0;
-  }, false);
-  await until(`volume ${VOLUME} to be removed`, 30_000, async () => {
-    try {
-      await manager.getVolume(VOLUME).remove();
-      return true;
-    } catch (e: any) {
-      if (e?.statusCode === 404) return true;
-      throw e;
-    }
-  }, false);
-}
-
-async function removeSecret(name: string): Promise<void> {
-  await until(`secret ${name} to be removed`, 30_000, async () => {
-    try {
-      await manager.getSecret(name).remove();
-      return true;
-    } catch (e: any) {
-      if (e?.statusCode === 404) return true;
-      throw e; // in use while the service is going away
-    }
-  }, false);
 }
 
 /** what an interrupted run of this file left behind; refuses to touch secrets it did not create */
@@ -235,19 +157,12 @@ beforeAll(async () => {
     throw new Error(`${BASE_URL} already answers (HTTP ${taken}): port 8080 on the manager is taken (test/demo.sh's server? a swarm-utils deployed by hand?); stop it and run again`);
   }
 
-  const build = await run('bash', [BUILD_SCRIPT, IMAGE], { timeoutMs: 180_000 });
-  if (build.code !== 0) throw new Error(`${BUILD_SCRIPT} failed (exit ${build.code}):\n${build.stderr}${build.stdout}`);
-  pushed = build.stdout.trim().split('\n').pop() ?? '';
+  pushed = await buildSwarmUtilsImage();
   expect(pushed).toMatch(/@sha256:[a-f0-9]{64}$/);
 
-  for (const [name, value] of Object.entries(SECRETS)) {
-    await manager.createSecret({ Name: name, Labels: { [OWN.key]: OWN.value }, Data: Buffer.from(value).toString('base64') });
-    createdSecrets.push(name);
-  }
+  createdSecrets.push(...(await createOwnSecrets(SECRETS, OWN)));
   // a label set before (by hand, for a deployment) stays; one this test set is removed after
-  const labels = (await manager.getNode(managerId).inspect()).Spec.Labels ?? {};
-  labelAdded = labels[DATA_LABEL] !== 'true' || labels[OWN_LABEL_MARK] === 'true';
-  if (labelAdded) await setManagerLabel(true);
+  unlabel = await labelManagerForData();
 
   deployed = true;
   // both run to their end before a failure is reported, so afterAll never races a deploy
@@ -299,7 +214,7 @@ afterAll(async () => {
   await step(`remove s3 prefix ${S3_PREFIX}`, () => deleteS3Prefix(S3_PREFIX));
   await step('stop the receiver', async () => receiver?.close());
   for (const name of createdSecrets) await step(`remove secret ${name}`, () => removeSecret(name));
-  if (labelAdded) await step(`remove label ${DATA_LABEL} of the manager`, () => setManagerLabel(false));
+  if (unlabel) await step('remove label swarm-utils.data of the manager', unlabel);
   if (problems.length) throw new Error(`clean-up incomplete:\n${problems.join('\n')}`);
 });
 

@@ -1,7 +1,7 @@
 // Deploying swarm-utils itself as a stack on the test swarm, as the README's "Deployment" says:
 // the image stand-in built from this checkout, external secrets, the manager labelled
 // swarm-utils.data=true, `docker stack deploy --with-registry-auth -c swarm-stack.yml -c deploy/…`.
-// (test/cluster/stack.test.ts does the same with its own copy of these steps.)
+// Used by test/cluster/stack.test.ts, manager-loss.test.ts and helper-networks.test.ts.
 import { fileURLToPath } from 'node:url';
 import { REGISTRY, SWARM_SCRIPTS_DIR, run, type RunResult } from './testbed.js';
 import { manager } from './cluster.js';
