@@ -28,7 +28,7 @@ export const SECRET_VARS = [
 ] as const satisfies readonly string[];
 
 /** variables that are not secret but also accept NAME_FILE (a certificate is easier to mount than to paste) */
-const FILE_VARS = ['SWARM_UTILS_S3_CA_CERT'] as const;
+export const FILE_VARS = ['SWARM_UTILS_S3_CA_CERT'] as const;
 
 /** Variables of the backup helper that swarm-utils sets itself; a passthrough must not override them. */
 const RESERVED_BACKUP_ENV = new Set([
@@ -340,6 +340,12 @@ const fieldsSchema = z
   .catchall(z.string());
 
 type Fields = z.output<typeof fieldsSchema>;
+
+/**
+ * Every variable the configuration knows, in schema order (besides `SWARM_UTILS_BACKUP_ENV_<NAME>` and the
+ * `_FILE` forms of SECRET_VARS and FILE_VARS): the stack files and docs/configuration.md are checked against it.
+ */
+export const CONFIG_VARS: readonly string[] = Object.keys(fieldsSchema.shape);
 type Report = (name: string, message: string) => void;
 
 const S3_REQUIRED = [
