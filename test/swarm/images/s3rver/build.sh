@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build.sh: builds the test S3 server image (s3rver and its dependencies from this checkout's
-# node_modules on test/node:20) unless the registry already has it; prints its reference. The tag
+# node_modules on test/node:<major of the node on PATH>) unless the registry already has it; prints its reference. The tag
 # is a hash of the recipe, the packages copied and the node major, so a checkout never overwrites
 # another's image.
 set -euo pipefail
@@ -37,6 +37,6 @@ while IFS= read -r p; do
   find "$SU_PROJECT/$p" -mindepth 1 -maxdepth 1 ! -name node_modules -exec cp -al {} "$ctx/$p/" \;
 done <<<"$packages"
 log "building $ref ($(wc -l <<<"$packages") packages)"
-build_image "$ref" "$ctx"
+build_image "$ref" "$ctx" --build-arg "BASE=$SU_IMAGE_NODE"
 push_image "$ref"
 echo "$ref"
