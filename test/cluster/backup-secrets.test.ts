@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import Database from 'better-sqlite3';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { REGISTRY_AUTH, S3, dockerFor } from '../helpers/testbed.js';
@@ -69,6 +69,15 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+// a test that failed midway leaves its job held by the paused proxy: let it end, so the next test
+// does not meet its lock
+afterEach(async () => {
+  proxy?.resume();
+  const list = await s.api('GET', '/jobs').catch(() => null);
+  const items: any[] = Array.isArray(list?.json) ? list!.json : (list?.json?.items ?? list?.json?.jobs ?? []);
+  for (const j of items) if (j.state === 'queued' || j.state === 'running') await waitJob(s, j.id).catch(() => undefined);
+});
+
 describe('backup helpers hold no secret in their spec', () => {
   it('while the helper runs and after: neither `docker service inspect` nor `docker inspect` on the worker shows the S3 secret or the passphrase; the job’s secrets are gone at its end', async () => {
     proxy.pause();
@@ -95,8 +104,11 @@ describe('backup helpers hold no secret in their spec', () => {
     const container = worker.getContainer(task.Status.ContainerStatus.ContainerID);
     expectClean(await container.inspect());
     // the helper read the passphrase through its file, exactly (without the newline of swarm-utils' file)
-    const logs = await helperLogs(worker, task.Status.ContainerStatus.ContainerID);
-    expect(logs).toContain(`GPG_PASSPHRASE is set (${PASSPHRASE.length} characters)`);
+    // (the task is running before its first line is written: wait for the line, not for a fixed time)
+    const line = `GPG_PASSPHRASE is set (${PASSPHRASE.length} characters)`;
+    let logs = '';
+    await until(async () => (logs = await helperLogs(worker, task.Status.ContainerStatus.ContainerID)).includes(line), 30_000, 'the helper logs its passphrase check').catch(() => undefined);
+    expect(logs).toContain(line);
     // the job's secrets exist while it runs, labelled with it
     expect((await secretsOf(jobId)).sort()).toEqual([
       `swarm-utils-${instanceOf(s)}-${jobId}-AWS_ACCESS_KEY_ID`,
