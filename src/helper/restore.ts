@@ -15,7 +15,7 @@ import { createReadStream, createWriteStream, existsSync, promises as fsp, readF
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import { Readable, Transform, type Duplex } from 'node:stream';
+import { PassThrough, Readable, Transform, type Duplex } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
@@ -153,18 +153,41 @@ async function decrypted(file: string): Promise<Readable> {
 
 async function unpack(file: string, into: string): Promise<void> {
   const tar = await import('tar');
-  const source = await decrypted(file);
-  let decryptError: unknown = null;
-  source.on('error', (e) => (decryptError ??= e));
-  // chmod with no umask: the modes of the archive, as `tar x` run as root keeps them
-  const extract = tar.x({ cwd: into, strict: true, chmod: true, processUmask: 0, preserveOwner: process.getuid?.() === 0 });
+  const decrypting = await decrypted(file);
+  // an error of the decryption (a failed MDC, a bad age chunk) is told from one of the unpack by its origin
+  const source = new PassThrough();
+  decrypting.on('error', (e) => source.destroy(env('SU_DECRYPT') ? new Fail(EXIT.broken, 'decrypt', `could not decrypt the archive (${env('SU_DECRYPT')}): ${messageOf(e)}`) : e));
+  decrypting.pipe(source);
+  const problems: string[] = [];
+  // chmod with no umask: the modes of the archive, as `tar x` run as root keeps them. Not strict: offen's
+  // names start with "/" (stripped, as tar does: TAR_ENTRY_INFO); every other warning fails the unpack
+  const extract = tar.x({
+    cwd: into,
+    chmod: true,
+    processUmask: 0,
+    preserveOwner: process.getuid?.() === 0,
+    onwarn: (code: string, message: string | Error) => {
+      if (code !== 'TAR_ENTRY_INFO') problems.push(`${code}: ${messageOf(message)}`);
+    },
+  });
   try {
     await pipeline(source, decompressor(), extract as unknown as NodeJS.WritableStream);
   } catch (e) {
     if (e instanceof Fail) throw e;
-    if (decryptError) throw new Fail(EXIT.broken, 'decrypt', `could not decrypt the archive (${env('SU_DECRYPT')}): ${messageOf(decryptError)}`);
     throw new Fail(EXIT.broken, 'unpack', `the archive is truncated or corrupt: ${messageOf(e)}`);
   }
+  if (problems.length) throw new Fail(EXIT.broken, 'unpack', `the archive is truncated or corrupt: ${problems.slice(0, 3).join('; ')}`);
+}
+
+/**
+ * offen names the directory of a volume after its mount (`/backup/<name>`), which need not be the volume's
+ * name: an archive with one directory under backup/ gives that one, renamed to what the swap expects.
+ */
+async function adoptOnlyDir(tree: string): Promise<void> {
+  const dirs = (await fsp.readdir(path.dirname(tree), { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory());
+  if (dirs.length !== 1) return;
+  console.log(`swarm-utils-phase using backup/${dirs[0]!.name}`);
+  await fsp.rename(path.join(path.dirname(tree), dirs[0]!.name), tree);
 }
 
 async function fetchArchive(): Promise<void> {
@@ -190,6 +213,7 @@ async function fetchArchive(): Promise<void> {
   console.log('swarm-utils-phase unpack');
   await unpack(archive, path.join(W, 'new'));
   const tree = path.join(W, 'new', 'backup', env('SU_VOLUME'));
+  if (!existsSync(tree) && env('SU_ANY_DIR')) await adoptOnlyDir(tree);
   if (!existsSync(tree)) {
     const holds = (await fsp.readdir(path.join(W, 'new')).catch(() => [])).slice(0, 5).join(' ');
     throw new Fail(EXIT.layout, 'layout', `the archive holds no backup/${env('SU_VOLUME')}/ directory (it holds: ${holds})`);

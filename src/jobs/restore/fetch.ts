@@ -27,6 +27,8 @@ export interface FetchTarget {
   mountVolume: string;
   /** the directory name inside the archive: backup/<archiveVolume>/ */
   archiveVolume: string;
+  /** an archive offen wrote: when backup/<archiveVolume>/ is missing, its only directory under backup/ is taken */
+  anyDir?: boolean;
   /** the work directory, under /vol */
   work: string;
   timeoutMs: number;
@@ -68,8 +70,8 @@ export async function fetchOnNode(ctx: Pick<StepContext, 'deps' | 'job' | 'signa
   if (refused) throw refused;
   const enc = encryptionOf(t.objectKey);
   const image = await restoreImage(ctx.deps);
-  if (!image && (enc || config.s3.caCert)) {
-    const needs = enc ? `${t.objectKey} is encrypted (${enc})` : 'the S3 endpoint has a private CA (SWARM_UTILS_S3_CA_CERT)';
+  if (!image && (enc || config.s3.caCert || t.anyDir)) {
+    const needs = enc ? `${t.objectKey} is encrypted (${enc})` : t.anyDir ? `${t.objectKey} was written by offen` : 'the S3 endpoint has a private CA (SWARM_UTILS_S3_CA_CERT)';
     throw new AppError(
       'UNSUPPORTED',
       `${needs}: the helper that reads it runs the swarm-utils image, which this process cannot name (it does not run as a swarm service): set SWARM_UTILS_RESTORE_IMAGE to the swarm-utils image (docs/restore-archives.md)`,
@@ -97,6 +99,7 @@ export async function fetchOnNode(ctx: Pick<StepContext, 'deps' | 'job' | 'signa
       SU_DECRYPT: enc ?? '',
       SU_PASS_FILE: '/run/secrets/swarm-utils-passphrase',
       ...(image && config.s3.caCert ? { SU_CA_FILE: '/run/secrets/swarm-utils-ca' } : {}),
+      ...(t.anyDir ? { SU_ANY_DIR: '1' } : {}),
     },
     mounts: [{ type: 'volume', source: t.mountVolume, target: '/vol', readOnly: false }],
     secrets,
