@@ -13,7 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3, dockerFor } from '../helpers/testbed.js';
 import { startServer, type RunningServer } from '../helpers/server.js';
 import { createAppService, execInTask, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
-import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Env } from '../helpers/leftovers.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { deleteS3Prefix, instanceOf, removeHelperContainers, removeVolumes, s3Client, s3Env } from '../helpers/leftovers.js';
+import { offenArchive, offenFilename } from '../helpers/offen-archive.js';
+import { execFileSync } from 'node:child_process';
 import { ROOT, buildSwarmUtilsImage } from '../helpers/stack.js';
 import { makeTestCa } from '../helpers/tls.js';
 
@@ -27,7 +30,9 @@ const TLS_APP = `ra-tls-${id}`;
 const TLS_VOL = `ra-tdata-${id}`;
 const PASS = `pass-${id}-Ünïcode ok`;
 const WRONG = `wrong-${id}`;
-const volumes = [VOL, TLS_VOL];
+const OFFEN_VOL = `ra-offen-${id}`;
+const MOVED_VOL = `ra-moved-${id}`;
+const volumes = [VOL, TLS_VOL, OFFEN_VOL, MOVED_VOL];
 const servers: RunningServer[] = [];
 let image = '';
 
@@ -43,8 +48,9 @@ const sh = async (service: string, script: string): Promise<string> => execInTas
 const volumePath = async (node: string, name: string): Promise<string> => (await dockerFor(node).getVolume(name).inspect()).Mountpoint;
 
 /** every entry of a volume: type, path, and the md5 and size of a file, or the target of a symlink */
-async function fingerprint(node: string, name: string): Promise<string[]> {
-  const root = await volumePath(node, name);
+const fingerprint = async (node: string, name: string): Promise<string[]> => treePrint(await volumePath(node, name));
+
+function treePrint(root: string): string[] {
   const out: string[] = [];
   const walk = (dir: string) => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -217,6 +223,79 @@ describe('an S3 endpoint behind a self-signed CA', () => {
     expect(s.output()).not.toContain(`s3-secret-${id}`);
     await s.stop();
   }, 300_000);
+});
+
+describe("offen's own archives", () => {
+  const tree = fs.mkdtempSync(path.join(tmpdir(), 'swarm-utils-offen-'));
+  const keys: Record<string, string> = {};
+  let s: RunningServer;
+
+  beforeAll(async () => {
+    execFileSync('sh', ['-c', POPULATE.replace('cd /data', `cd ${tree}`)]);
+    s = await server({});
+    // written a second apart: offen's default names differ by their time only
+    for (const [i, c] of (['gz', 'zst'] as const).entries()) {
+      keys[c] = `${PREFIX}/${offenFilename(new Date(Date.UTC(2026, 0, 2, 3, 4, 5 + i)), c)}`;
+      await s3Client.send(new PutObjectCommand({ Bucket: S3.bucket, Key: keys[c], Body: offenArchive(tree, 'my-app', c) }));
+    }
+  });
+
+  afterAll(() => fs.rmSync(tree, { recursive: true, force: true }));
+
+  it('GET /backups lists them with format offen and the time of their name', async () => {
+    const r = await s.api('GET', '/backups?limit=1000');
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const gz = r.json.backups.find((b: any) => b.key === keys.gz);
+    const zst = r.json.backups.find((b: any) => b.key === keys.zst);
+    expect(gz).toMatchObject({ format: 'offen', node: null, volume: null, time: '2026-01-02T03:04:05.000Z', encrypted: false });
+    expect(zst).toMatchObject({ format: 'offen', time: '2026-01-02T03:04:06.000Z' });
+    expect(gz.size).toBeGreaterThan(0);
+    // a listing narrowed to a service's volumes has none of them: their names say no volume
+    const narrowed = await s.api('GET', `/backups?service=${APP}`);
+    expect(narrowed.json.backups.some((b: any) => b.format === 'offen')).toBe(false);
+  });
+
+  for (const c of ['gz', 'zst'] as const) {
+    it(`${c}: a drill passes with the tree's count; a restore gives the exact tree`, async () => {
+      const files = treePrint(tree).filter((l) => !l.startsWith('D ')).length;
+      const d = await s.api('POST', '/jobs', { type: 'drill', service: APP, key: keys[c], waitRes: true });
+      expect(d.status, JSON.stringify(d.json)).toBe(200);
+      expect(d.json.result).toMatchObject({ key: keys[c], ok: true, files });
+      // gz into a new volume on the other worker; zst into the service's own volume
+      const into = c === 'gz' ? { volume: OFFEN_VOL, node: W2 } : { volume: VOL, node: W1 };
+      const q = new URLSearchParams({ service: APP, key: keys[c]!, ...into, waitRes: 'true' });
+      const r = await s.api('POST', `/restore?${q}`);
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+      expect(r.json.result).toMatchObject({ volume: into.volume, node: into.node, key: keys[c], files });
+      expect(await fingerprint(into.node, into.volume)).toEqual(treePrint(tree));
+      await waitRunning(APP, 1);
+    }, 180_000);
+  }
+});
+
+describe('node A is gone', () => {
+  it("restores node A's archive onto node B into a new volume, for a service that is not running", async () => {
+    const s = await server({});
+    const b = await s.api('POST', '/jobs', { type: 'backup', service: APP, waitRes: true });
+    expect(b.status, JSON.stringify(b.json)).toBe(200);
+    const [archive] = b.json.result.archives;
+    expect(archive.node).toBe(W1);
+    const tree = await fingerprint(W1, VOL);
+    await manager.getService(APP).inspect().then((i: any) => manager.getService(APP).update({ version: i.Version.Index, ...i.Spec, Mode: { Replicated: { Replicas: 0 } } }));
+    await waitRunning(APP, 0);
+    // without node and volume it would restore onto W1, the node of its last task: given both, it goes to W2
+    const q = new URLSearchParams({ service: APP, key: archive.key, node: W2, volume: MOVED_VOL, waitRes: 'true' });
+    const r = await s.api('POST', `/restore?${q}`);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.result).toMatchObject({ node: W2, volume: MOVED_VOL, key: archive.key, safetyBackup: null });
+    expect(r.json.steps.find((x: any) => x.name === 'safety-backup').state).toBe('skipped');
+    expect(await fingerprint(W2, MOVED_VOL)).toEqual(tree);
+    // the service was left as it was: not running
+    expect((await manager.getService(APP).inspect()).Spec.Mode.Replicated.Replicas).toBe(0);
+    // a node that does not exist is a 400 before any job
+    const bad = await s.api('POST', `/restore?${new URLSearchParams({ service: APP, key: archive.key, node: 'no-such-node', volume: MOVED_VOL })}`);
+    expect(bad.status, JSON.stringify(bad.json)).toBe(400);
+  }, 240_000);
 });
 
 async function freePort(): Promise<number> {
