@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3, dockerFor } from '../helpers/testbed.js';
+import { REGISTRY_AUTH, S3, dockerFor } from '../helpers/testbed.js';
 import { startServer, type RunningServer } from '../helpers/server.js';
 import { createAppService, execInTask, manager, removeServices, runningTasks, serverEnv, uid, waitRunning } from '../helpers/cluster.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -296,6 +296,44 @@ describe('node A is gone', () => {
     const bad = await s.api('POST', `/restore?${new URLSearchParams({ service: APP, key: archive.key, node: 'no-such-node', volume: MOVED_VOL })}`);
     expect(bad.status, JSON.stringify(bad.json)).toBe(400);
   }, 240_000);
+});
+
+describe('the default helper image', () => {
+  it('with SWARM_UTILS_RESTORE_IMAGE unset, swarm-utils running as a swarm service names its own image (with its digest) for the helpers', async () => {
+    const name = `ra-self-${id}`;
+    const script = [
+      "const { createDockerPort } = await import('/app/dist/swarm/dockerode.js');",
+      "const { restoreImage } = await import('/app/dist/jobs/restore/fetch.js');",
+      'const log = { child: () => log, debug() {}, info() {}, warn() {}, error() {} };',
+      "console.log('helper-image=' + (await restoreImage({ docker: createDockerPort({ logger: log }), config: { restoreImage: null } })));",
+    ].join('\n');
+    await manager.createService(REGISTRY_AUTH as any, {
+      Name: name,
+      Labels: { 'swarm-utils.test': id },
+      TaskTemplate: {
+        ContainerSpec: { Image: image, Command: ['node', '--input-type=module', '-e', script], Mounts: [{ Type: 'bind', Source: '/var/run/docker.sock', Target: '/var/run/docker.sock' }] },
+        Placement: { Constraints: ['node.role==manager'] },
+        RestartPolicy: { Condition: 'none' },
+      },
+      Mode: { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 1 } },
+    } as any);
+    try {
+      const end = Date.now() + 90_000;
+      let state = '';
+      while (state !== 'complete' && state !== 'failed' && Date.now() < end) {
+        const [task] = await manager.listTasks({ filters: { service: [name] } });
+        state = task?.Status?.State ?? '';
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const logs = (await manager.getService(name).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+      expect(state, logs.toString()).toBe('complete');
+      const spec = (await manager.getService(name).inspect()).Spec.TaskTemplate.ContainerSpec.Image;
+      expect(/helper-image=(\S+)/.exec(logs.toString())?.[1]).toBe(spec);
+      expect(spec).toContain(image.split('@')[1]);
+    } finally {
+      await removeServices(name);
+    }
+  }, 120_000);
 });
 
 async function freePort(): Promise<number> {
