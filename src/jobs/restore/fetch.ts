@@ -47,7 +47,7 @@ export function decryptRefusal(config: Pick<Config, 'backupEnv'>, key: string): 
   const how = enc === 'gpg' ? 'a GPG passphrase' : 'an age passphrase';
   return new AppError(
     'UNSUPPORTED',
-    `${key} is encrypted with ${how}: decrypting it needs that passphrase as SWARM_UTILS_BACKUP_ENV_${variable} (or SWARM_UTILS_BACKUP_ENV_${variable}_FILE), which is not set; only passphrase encryption can be decrypted (README "Encrypted archives")`,
+    `${key} is encrypted with ${how}: decrypting it needs that passphrase as SWARM_UTILS_BACKUP_ENV_${variable} (or SWARM_UTILS_BACKUP_ENV_${variable}_FILE), which is not set; only passphrase encryption can be decrypted (docs/restore-archives.md)`,
   );
 }
 
