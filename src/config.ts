@@ -304,6 +304,10 @@ const fieldsSchema = z
     SWARM_UTILS_METRICS_TOKEN_LIST: envVar<string[]>([], splitList),
     SWARM_UTILS_DOCKER_CLI_IMAGE_NAME: envVar('docker:25.0.5-cli-alpine3.20', asIs),
     SWARM_UTILS_BACKUP_IMAGE: envVar('offen/docker-volume-backup:v2.48.2', asIs),
+    // the image of the helpers that download, decrypt and unpack an archive; unset: swarm-utils' own image
+    SWARM_UTILS_RESTORE_IMAGE: envVar<string | null>(null, asIs),
+    // offen's own archives in the bucket: its BACKUP_FILENAME patterns (docs/restore-archives.md)
+    SWARM_UTILS_OFFEN_FILENAMES: envVar<string[]>(['backup-%Y-%m-%dT%H-%M-%S.{{ .Extension }}'], splitList),
     SWARM_UTILS_BACKUP_STAGE: boolVar(true),
     SWARM_UTILS_LOCK_TIMEOUT: intVar(10_000, 1, MAX_TIMER_MS),
     SWARM_UTILS_LOCK_MAX_EXECUTION_TIME: intVar(600_000, 1, MAX_TIMER_MS),
@@ -432,6 +436,10 @@ function toConfig(fields: Fields, inImage: boolean) {
     metricsTokens: fields.SWARM_UTILS_METRICS_TOKEN_LIST,
     dockerCliImage: fields.SWARM_UTILS_DOCKER_CLI_IMAGE_NAME,
     backupImage: fields.SWARM_UTILS_BACKUP_IMAGE,
+    /** restore/drill/migrate fetch helpers (README "Restore"); null: the image of swarm-utils' own service */
+    restoreImage: fields.SWARM_UTILS_RESTORE_IMAGE,
+    /** BACKUP_FILENAME patterns of archives offen wrote itself, listed and restorable */
+    offenFilenames: fields.SWARM_UTILS_OFFEN_FILENAMES,
     /** stop=true backups copy each volume to a staging volume on its node and start the service before archiving (README "Backups") */
     backupStage: fields.SWARM_UTILS_BACKUP_STAGE,
     lockTimeoutMs: fields.SWARM_UTILS_LOCK_TIMEOUT,

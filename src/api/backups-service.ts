@@ -10,18 +10,20 @@ import { archiveCounts } from '../db/backups.js';
 import type { Deps } from '../engine/types.js';
 import { openBucket } from '../backups/bucket.js';
 import { drillOutcomes, drillsByKey } from '../backups/drills.js';
-import { type ParsedArchive, newestFirst, parseArchiveKey, parseArchiveName, plainKey } from '../backups/names.js';
+import { type Encryption, type ParsedArchive, newestFirst, parseArchiveKey, parseArchiveName, parseOffenKey, plainKey } from '../backups/names.js';
 import { namedVolumes } from '../jobs/backup/plan.js';
 import type { NodeInfo, ServiceInfo } from '../swarm/port.js';
 import type { Authorizer, Caller } from './auth.js';
 import { volumesOf } from './backup-freshness.js';
 import { NODE_NAME, SERVICE_NAME, decimal } from './schemas.js';
 
+/** what an archive of offen's ends with */
+const OFFEN_KEY = /\.tar(?:\.gz|\.zst)?(?:\.(?:gpg|age))?$/;
 const VOLUME_NAME = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/, 'must be a volume name: letters, digits, "_", "." or "-"');
 const CURSOR = z
   .string()
   .max(1024)
-  .refine((k) => parseArchiveName(k.split('/').pop() ?? '') !== null, 'must be the `next` of an earlier answer (an archive key)');
+  .refine((k) => parseArchiveName(k.split('/').pop() ?? '') !== null || OFFEN_KEY.test(k), 'must be the `next` of an earlier answer (an archive key)');
 
 export const BackupsQuery = z.strictObject({
   token: z.string().max(4096).optional(),
@@ -37,8 +39,11 @@ const LastDrill = z.object({ at: z.string(), ok: z.boolean(), jobId: z.number(),
 
 const BackupView = z.object({
   key: z.string(),
-  node: z.string(),
-  volume: z.string(),
+  /** null for an archive offen wrote itself: its name says neither */
+  node: z.string().nullable(),
+  volume: z.string().nullable(),
+  /** `offen`: written by offen/docker-volume-backup itself (SWARM_UTILS_OFFEN_FILENAMES), restorable with key and volume */
+  format: z.literal('offen').optional(),
   /** the time in the archive's name (UTC, ISO 8601) */
   time: z.string(),
   size: z.number(),
@@ -62,7 +67,9 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export function pageOf<T extends Pick<ParsedArchive, 'time' | 'key'>>(archives: T[], limit: number, before?: string): { page: T[]; next: string | null } {
   const sorted = [...archives].sort(newestFirst);
   const name = before ? parseArchiveName(before.split('/').pop() ?? '') : null;
-  const cursor = before && name ? { key: before, time: name.time } : null;
+  // an offen name's time is found in the listing (its pattern may hold no date)
+  const time = name?.time ?? archives.find((a) => a.key === before)?.time;
+  const cursor = before && time !== undefined ? { key: before, time } : null;
   const after = cursor ? sorted.filter((a) => newestFirst(a, cursor) > 0) : sorted;
   const page = after.slice(0, limit);
   return { page, next: after.length > limit ? page.at(-1)!.key : null };
@@ -81,6 +88,8 @@ export const matches = (a: Pick<ParsedArchive, 'node' | 'volume'>, f: ArchiveFil
   (f.service === null || f.service.has(a.volume)) &&
   (f.volume === undefined || a.volume === f.volume) &&
   (f.node === undefined || a.node === f.node);
+
+type Listed = { key: string; node: string | null; volume: string | null; time: number; encryption: Encryption | null; size: number; format?: 'offen' };
 
 export function createBackupsService(deps: Pick<Deps, 'db' | 'docker' | 'config'>, auth: Authorizer) {
   const { db, docker, config } = deps;
@@ -107,13 +116,14 @@ export function createBackupsService(deps: Pick<Deps, 'db' | 'docker' | 'config'
     return { visible, service, volume: q.volume, node };
   }
 
-  function present(a: ParsedArchive & { size: number }, counts: Map<string, { files: number; bytes: number }>, drills: ReturnType<typeof drillsByKey>): BackupView {
+  function present(a: Listed, counts: Map<string, { files: number; bytes: number }>, drills: ReturnType<typeof drillsByKey>): BackupView {
     const c = counts.get(a.key) ?? counts.get(plainKey(a.key));
     const d = drills(a.key);
     return {
       key: a.key,
       node: a.node,
       volume: a.volume,
+      ...(a.format ? { format: a.format } : {}),
       time: iso(a.time),
       size: a.size,
       encrypted: a.encryption !== null,
@@ -136,9 +146,15 @@ export function createBackupsService(deps: Pick<Deps, 'db' | 'docker' | 'config'
       } finally {
         bucket.close();
       }
-      const archives = objects.flatMap((o) => {
+      // offen's archives name no node nor volume: listed only when nothing narrows the listing to some
+      const offenToo = filter.visible === null && filter.service === null && filter.volume === undefined && filter.node === undefined;
+      const archives = objects.flatMap((o): Listed[] => {
         const a = parseArchiveKey(o.key, config.s3.path, known);
-        return a && matches(a, filter) ? [{ ...a, size: o.size }] : [];
+        if (a) return matches(a, filter) ? [{ ...a, size: o.size }] : [];
+        const offen = offenToo ? parseOffenKey(o.key, config.s3.path, config.offenFilenames) : null;
+        if (!offen) return [];
+        const time = offen.time ?? (o.lastModified ? Date.parse(o.lastModified) : 0);
+        return [{ key: o.key, node: null, volume: null, time, encryption: offen.encryption, size: o.size, format: 'offen' }];
       });
       const { page, next } = pageOf(archives, q.limit, q.before);
       const keys = page.flatMap((a) => [a.key, plainKey(a.key)]);

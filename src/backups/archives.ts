@@ -6,7 +6,7 @@
 import { AppError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../s3.js';
 import { objectKey, s3Prefix } from '../jobs/backup/plan.js';
-import { type Encryption as Suffix, archiveDir, newestFirst, parseArchiveKey } from './names.js';
+import { type Encryption as Suffix, archiveDir, newestFirst, parseArchiveKey, parseOffenKey } from './names.js';
 
 export type Encryption = Suffix | null;
 
@@ -20,6 +20,8 @@ export interface ArchiveRef {
   time: number;
   encrypted: Encryption;
   size: number;
+  /** written by offen itself: no node nor volume in its name, its tree's directory is offen's mount name */
+  format?: 'offen';
 }
 
 /** the encryption a key's suffix says offen applied */
@@ -86,4 +88,12 @@ export async function headArchive(store: Pick<ObjectStore, 'head'>, key: string,
     if (head) return head;
   }
   return null;
+}
+
+/** `key` as an archive offen wrote itself (one of `patterns`), restored into `volume`; null when it is not one */
+export function parseOffen(path: string, patterns: readonly string[], key: string, volume: string, size = 0, lastModified?: string | null): ArchiveRef | null {
+  const p = parseOffenKey(key, path, patterns);
+  if (!p) return null;
+  const time = p.time ?? (lastModified ? Date.parse(lastModified) : 0);
+  return { key, node: '', volume, stamp: '', time, encrypted: p.encryption, size, format: 'offen' };
 }

@@ -109,3 +109,83 @@ export function expiredArchives(
     .filter((a) => a.time < cutoff && a.time !== newest && !keep.has(plainKey(a.key)))
     .sort(newestFirst);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Archives offen/docker-volume-backup wrote itself (README "Coming from offen")
+
+/** offen's default BACKUP_FILENAME: `{{ .Extension }}` is tar, tar.gz or tar.zst after BACKUP_COMPRESSION */
+export const OFFEN_DEFAULT_FILENAME = 'backup-%Y-%m-%dT%H-%M-%S.{{ .Extension }}';
+
+export interface OffenName {
+  /** from the strftime fields of the name (UTC: offen's TZ defaults to it), null when the pattern has no date */
+  time: number | null;
+  encryption: Encryption | null;
+}
+
+const TIME_FIELDS: Record<string, { re: string; field?: 'y' | 'mo' | 'd' | 'h' | 'mi' | 's' }> = {
+  Y: { re: '(\\d{4})', field: 'y' },
+  m: { re: '(\\d{2})', field: 'mo' },
+  d: { re: '(\\d{2})', field: 'd' },
+  H: { re: '(\\d{2})', field: 'h' },
+  M: { re: '(\\d{2})', field: 'mi' },
+  S: { re: '(\\d{2})', field: 's' },
+  y: { re: '\\d{2}' },
+  e: { re: '[ \\d]\\d' },
+  j: { re: '\\d{3}' },
+  I: { re: '\\d{2}' },
+  p: { re: '(?:AM|PM)' },
+  a: { re: '[A-Za-z]+' },
+  A: { re: '[A-Za-z]+' },
+  b: { re: '[A-Za-z]+' },
+  B: { re: '[A-Za-z]+' },
+  h: { re: '[A-Za-z]+' },
+  s: { re: '\\d+' },
+  '%': { re: '%' },
+};
+
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** a BACKUP_FILENAME pattern (strftime and `{{ .Extension }}`) as a regular expression, with the groups of its date */
+export function offenPattern(pattern: string): { re: RegExp; fields: string[] } {
+  const fields: string[] = [];
+  let out = '';
+  const ext = /^\{\{\s*\.Extension\s*\}\}/;
+  for (let i = 0; i < pattern.length; ) {
+    const rest = pattern.slice(i);
+    const e = ext.exec(rest);
+    if (e) {
+      out += '(?:tar|tar\\.gz|tar\\.zst)';
+      i += e[0].length;
+      continue;
+    }
+    if (pattern[i] === '%' && i + 1 < pattern.length) {
+      const f = TIME_FIELDS[pattern[i + 1]!];
+      out += f ? f.re : '.+?';
+      if (f?.field) fields.push(f.field);
+      i += 2;
+      continue;
+    }
+    out += escape(pattern[i]!);
+    i++;
+  }
+  return { re: new RegExp(`^${out}(?:\\.(gpg|age))?$`), fields };
+}
+
+/** an object key directly under the archives' directory that one of offen's patterns names, else null */
+export function parseOffenKey(key: string, path: string, patterns: readonly string[]): OffenName | null {
+  const dir = archiveDir(path);
+  if (!key.startsWith(dir)) return null;
+  const filename = key.slice(dir.length);
+  if (filename.includes('/') || !/\.tar(?:\.gz|\.zst)?(?:\.(?:gpg|age))?$/.test(filename)) return null;
+  for (const p of patterns) {
+    const { re, fields } = offenPattern(p);
+    const m = re.exec(filename);
+    if (!m) continue;
+    const got: Record<string, string> = {};
+    fields.forEach((f, i) => (got[f] = m[i + 1]!));
+    const encryption = (m[fields.length + 1] as Encryption | undefined) ?? null;
+    const time = got.y && got.mo && got.d ? utc([got.y, got.mo, got.d, got.h ?? '00', got.mi ?? '00', got.s ?? '00']) : null;
+    return { time, encryption };
+  }
+  return null;
+}

@@ -5,7 +5,7 @@ import type { JobKind, StepDef, SubmitCheck, Target } from '../engine/types.js';
 import { DRILL_RESOLVE, DrillParams, UNPACK, check, cleanup, resolveDrill, unpack } from './drill/steps.js';
 import { L, flag } from './labels.js';
 import { s3Refusal } from './restore/backup-phases.js';
-import { pickArchive, pickVolume, volumesOf } from './restore/plan.js';
+import { isOffenKey, pickArchive, pickVolume, volumesOf } from './restore/plan.js';
 import { grants } from './tokens.js';
 
 /** `swarm-utils.restore.token` grants restores and drills (README "Authorization") */
@@ -32,7 +32,9 @@ export const drillKind: JobKind & SubmitCheck = {
     const p = DrillParams.parse(params);
     if (p.volume !== undefined) pickVolume(service, volumesOf(service), p.volume);
     if (p.key !== undefined) {
-      const volume = p.volume !== undefined ? pickVolume(service, volumesOf(service), p.volume) : volumesOf(service).find((v) => p.key!.includes(`_${v}_`));
+      const offen = isOffenKey(deps.config, p.key);
+      const volume =
+        p.volume !== undefined || offen ? pickVolume(service, volumesOf(service), p.volume) : volumesOf(service).find((v) => p.key!.includes(`_${v}_`));
       if (!volume) throw new AppError('VALIDATION', `key ${p.key} is not an archive of a volume service ${service.name} backs up`, [{ field: 'key', message: 'not an archive of this service' }]);
       await pickArchive(deps.config, volume, '', p.key);
     }

@@ -4,7 +4,10 @@ import { RestoreParams, planRestore, restoreRefusal } from './restore/plan.js';
 import { DOWNLOAD, RESTORE_RESOLVE, SWAP, download, resolveRestore, restoreResolvedOf, settle, swap, verifyRestore } from './restore/steps.js';
 import type { StepContext } from '../engine/types.js';
 
-const noSafety = (ctx: StepContext): string | null => (restoreResolvedOf(ctx).safety ? null : 'safetyBackup: false');
+const noSafety = (ctx: StepContext): string | null => {
+  const r = restoreResolvedOf(ctx);
+  return r.safety ? null : r.target.archiveVolume ? `a new volume ${r.target.volume}: nothing of the service's to save` : 'safetyBackup: false';
+};
 
 /**
  * restore of one volume of one service (README "Restore"), in one job:

@@ -8,6 +8,7 @@
  * - `service.logs({follow: false})` JSON-parses the body when it happens to parse, which breaks
  *   the raw frames; a stream gives the bytes as they are.
  */
+import { readFileSync } from 'node:fs';
 import Dockerode from 'dockerode';
 import type DockerModem from 'docker-modem';
 import type { Logger } from '../log.js';
@@ -65,6 +66,19 @@ const HELPER_STOP_MS = 30_000;
  * `callTimeoutMs` bounds every Engine API call (dockerode has no timeout of its own): a daemon that accepts
  * the connection and never answers fails the call with TIMEOUT instead of holding a step forever.
  */
+/**
+ * The id of the container this process runs in, from the bind mounts Docker makes of its own files
+ * (`/var/lib/docker/containers/<id>/hostname`): the hostname can be set by a stack, this cannot.
+ */
+function ownContainerId(): string | null {
+  try {
+    const m = /\/containers\/([0-9a-f]{64})\/(?:hostname|hosts|resolv\.conf)\s/.exec(readFileSync('/proc/self/mountinfo', 'utf8'));
+    return m?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export function createDockerPort(opts: { docker?: Dockerode; logger: Logger; callTimeoutMs?: number }): DockerPort {
   return new DockerodePort(opts.docker ?? new Dockerode(), opts.logger.child({ component: 'docker' }), opts.callTimeoutMs ?? CALL_TIMEOUT_MS);
 }
@@ -117,6 +131,21 @@ class DockerodePort implements DockerPort {
       isManager: info.Swarm?.ControlAvailable === true,
       apiVersion: version.ApiVersion,
     };
+  }
+
+  async ownServiceId(): Promise<string | null> {
+    const id = ownContainerId();
+    if (!id) return null;
+    try {
+      const c = (await this.call('container.inspect', id, (abortSignal) => this.docker.getContainer(id).inspect({ abortSignal }))) as {
+        Config?: { Labels?: Record<string, string> };
+      };
+      return c.Config?.Labels?.['com.docker.swarm.service.id'] ?? null;
+    } catch (e) {
+      // a container of another daemon (the socket is not the local one), or no container at all
+      if (statusOf(e) === 404) return null;
+      throw e;
+    }
   }
 
   async ping(): Promise<void> {

@@ -148,6 +148,11 @@ export interface SelfInfo {
 export interface DockerPort {
   /** node id of the daemon we talk to and whether it is a swarm manager */
   self(): Promise<SelfInfo>;
+  /**
+   * the swarm service whose task runs this process (null outside a swarm task: a checkout, a test): its
+   * image is the one restore helpers run. Optional: a fake port has none.
+   */
+  ownServiceId?(): Promise<string | null>;
   ping(): Promise<void>;
 
   getService(nameOrId: string): Promise<ServiceInfo | null>;

@@ -232,7 +232,7 @@ describe('restore on the real swarm', () => {
     expect(s.output()).not.toContain(RESTORE_TOKEN);
   });
 
-  it('encrypted archives (the stand-in encrypts the way offen does) pass verify under their real name; a drill says what is missing to decrypt them', async () => {
+  it('encrypted archives (the stand-in encrypts the way offen does) pass verify under their real name; without the swarm-utils image to run, a drill says what is missing to decrypt them', async () => {
     for (const [variable, suffix] of [['GPG_PASSPHRASE', '.gpg'], ['AGE_PASSPHRASE', '.age']] as const) {
       const other = await startServer(serverEnv({ ...s3Env, [`SWARM_UTILS_BACKUP_ENV_${variable}`]: `pass-${id}` }));
       try {
@@ -248,7 +248,7 @@ describe('restore on the real swarm', () => {
         expect(d.status, JSON.stringify(d.json)).toBe(502);
         expect(d.json.error.code).toBe('UNSUPPORTED');
         expect(d.json.error.message).toContain(suffix === '.gpg' ? 'gpg' : 'age');
-        expect(d.json.error.message).toContain('SWARM_UTILS_DOCKER_CLI_IMAGE_NAME');
+        expect(d.json.error.message).toContain('SWARM_UTILS_RESTORE_IMAGE');
         expect(await scratchVolumes()).toEqual([]);
         // without the passphrase the server refuses at once, saying which variable is missing
         const refused = await s.api('POST', '/jobs', { type: 'drill', service: RS, key: archive.key });

@@ -54,6 +54,8 @@ describe('loadConfig: defaults', () => {
       metricsTokens: [],
       dockerCliImage: 'docker:25.0.5-cli-alpine3.20',
       backupImage: 'offen/docker-volume-backup:v2.48.2',
+      restoreImage: null,
+      offenFilenames: ['backup-%Y-%m-%dT%H-%M-%S.{{ .Extension }}'],
       backupStage: true,
       lockTimeoutMs: 10_000,
       lockMaxExecutionMs: 600_000,

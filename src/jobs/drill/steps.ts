@@ -15,7 +15,7 @@ import { tail } from '../exec.js';
 import { s3Refusal } from '../restore/backup-phases.js';
 import { fetchOnNode } from '../restore/fetch.js';
 import { runOnNode } from '../restore/node-helper.js';
-import { pickArchive, pickVolume, volumesOf } from '../restore/plan.js';
+import { isOffenKey, pickArchive, pickVolume, volumesOf } from '../restore/plan.js';
 import { REMOVE_VOLUME_SH, errorLine } from '../restore/scripts.js';
 
 /** drill parameters: the request's (volume, key) or, for a cron drill, the backup job whose archives to drill */
@@ -33,6 +33,8 @@ const Planned = z.object({
   key: z.string(),
   scratch: z.string(),
   expected: Counts.nullable(),
+  /** written by offen itself (restore/fetch.ts: anyDir) */
+  offen: z.boolean().optional(),
 });
 type Planned = z.infer<typeof Planned>;
 export const DRILL_RESOLVE = stepRef('resolve', z.object({ service: z.string(), archives: z.array(Planned) }));
@@ -54,22 +56,27 @@ export async function resolveDrill(ctx: StepContext<z.infer<typeof DRILL_RESOLVE
   const archives = found.map((a, index): Planned => {
     const on = drillNode(nodes, a.node);
     const recorded = a.files !== undefined && a.bytes !== undefined ? { files: a.files, bytes: a.bytes } : recordedCounts(db, a.key);
-    return { index, nodeId: on.id, node: a.node, drillNode: on.hostname, volume: a.volume, key: a.key, scratch: `${helperPrefix(instance)}${ctx.job.id}-drill-${index}`, expected: recorded };
+    const scratch = `${helperPrefix(instance)}${ctx.job.id}-drill-${index}`;
+    return { index, nodeId: on.id, node: a.node, drillNode: on.hostname, volume: a.volume, key: a.key, scratch, expected: recorded, ...('offen' in a && a.offen ? { offen: true } : {}) };
   });
   if (!archives.length) throw new AppError('NOT_FOUND', `no archive to drill for service ${svc.name}`);
   ctx.save({ service: svc.name, archives });
   return { output: summary(archives) };
 }
 
-type Found = { node: string; volume: string; key: string; files?: number; bytes?: number };
+type Found = { node: string; volume: string; key: string; files?: number; bytes?: number; offen?: boolean };
 
 /** the key given, or the newest archive of each selected volume (of the one given) */
 async function chosenArchives(ctx: StepContext, svc: Parameters<typeof volumesOf>[0], params: z.infer<typeof DrillParams>): Promise<Found[]> {
   const { config } = ctx.deps;
-  const volumes = params.volume !== undefined || params.key !== undefined ? [pickVolume(svc, volumesOf(svc), params.volume ?? volumeOfKey(svc, params.key!))] : volumesOf(svc);
+  const offen = params.key !== undefined && isOffenKey(config, params.key);
+  const volumes =
+    params.volume !== undefined || params.key !== undefined
+      ? [pickVolume(svc, volumesOf(svc), params.volume ?? (offen ? undefined : volumeOfKey(svc, params.key!)))]
+      : volumesOf(svc);
   if (params.key !== undefined) {
     const a = await pickArchive(config, volumes[0]!, '', params.key, ctx.signal);
-    return [{ node: a.node, volume: a.volume, key: a.key }];
+    return [{ node: a.node, volume: a.volume, key: a.key, ...(a.format === 'offen' ? { offen: true } : {}) }];
   }
   const store = createObjectStore(config.s3);
   try {
@@ -128,6 +135,7 @@ export async function unpack(ctx: StepContext<z.infer<typeof UNPACK.detail>>): P
       objectKey: a.key,
       mountVolume: a.scratch,
       archiveVolume: a.volume,
+      anyDir: a.offen,
       work: 'drill',
       timeoutMs: ctx.deps.config.lockMaxExecutionMs,
     });

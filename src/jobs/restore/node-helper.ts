@@ -18,7 +18,9 @@ export interface NodeRun {
   step: string;
   key: string;
   nodeId: string;
-  script: string;
+  /** a shell script for the Docker CLI image, or `run`: an image and the command it runs */
+  script?: string;
+  run?: { image: string; command: string[] };
   env?: Record<string, string>;
   mounts?: Mount[];
   secrets?: SecretMount[];
@@ -40,16 +42,17 @@ export interface NodeRunResult {
 
 export async function runOnNode(ctx: Pick<StepContext, 'deps' | 'job' | 'signal' | 'log'>, r: NodeRun): Promise<NodeRunResult> {
   const { docker, config, instance } = ctx.deps;
+  const image = r.run?.image ?? config.dockerCliImage;
   const ref = await docker.createHelper({
     name: helperName(instance, ctx.job.id, r.step, r.key),
     jobId: ctx.job.id,
     nodeId: r.nodeId,
-    image: config.dockerCliImage,
-    command: ['sh', '-c', r.script],
+    image,
+    command: r.run?.command ?? ['sh', '-c', r.script ?? 'exit 1'],
     env: r.env ?? {},
     mounts: [...(r.mounts ?? []), ...(r.socket ? [{ type: 'bind' as const, source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }] : [])],
     secrets: r.secrets,
-    auth: registryAuthFor(config.dockerCliImage, { config }),
+    auth: registryAuthFor(image, { config }),
     networks: r.networks ? config.helperNetworks : undefined,
     ...(r.stopGracePeriodMs !== undefined ? { stopGracePeriodMs: r.stopGracePeriodMs } : {}),
   });

@@ -8,7 +8,7 @@ import type { Config } from '../../config.js';
 import { AppError } from '../../errors.js';
 import type { Deps } from '../../engine/types.js';
 import type { NodeInfo, ServiceInfo, TaskInfo } from '../../swarm/port.js';
-import { type ArchiveRef, newestArchive, parseForVolume } from '../../backups/archives.js';
+import { type ArchiveRef, newestArchive, parseForVolume, parseOffen } from '../../backups/archives.js';
 import { createObjectStore } from '../../s3.js';
 import { L } from '../labels.js';
 import { STACK_LABEL, namedVolumes, s3Refusal, selectVolumes } from './backup-phases.js';
@@ -27,6 +27,10 @@ export const ArchiveTarget = z.object({
   nodeId: z.string(),
   node: z.string(),
   volume: z.string(),
+  /** the directory of the archive's tree (`backup/<archiveVolume>/`) when it is not `volume` (a new volume) */
+  archiveVolume: z.string().optional(),
+  /** an archive offen wrote: its one directory under backup/ is taken whatever its name */
+  offen: z.boolean().optional(),
   key: z.string(),
   size: z.number(),
 });
@@ -59,7 +63,7 @@ const isRunning = (t: TaskInfo): boolean => t.state === 'running' && t.desiredSt
  * The node whose volume a restore replaces: the one given (by id or hostname), which must run (or have run
  * last) a task of the service; without one, the node of its tasks when that is one node.
  */
-export function pickNode(svc: ServiceInfo, tasks: TaskInfo[], nodes: NodeInfo[], given: string | undefined): NodeInfo {
+export function pickNode(svc: ServiceInfo, tasks: TaskInfo[], nodes: NodeInfo[], given: string | undefined, opts: { anyNode?: boolean } = {}): NodeInfo {
   const running = [...new Set(tasks.filter(isRunning).map((t) => t.nodeId!))];
   const latest = [...tasks].filter((t) => t.nodeId).sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))[0];
   const candidates = running.length ? running : latest ? [latest.nodeId!] : [];
@@ -67,6 +71,11 @@ export function pickNode(svc: ServiceInfo, tasks: TaskInfo[], nodes: NodeInfo[],
   if (given !== undefined) {
     const node = nodes.find((n) => n.id === given) ?? nodes.find((n) => n.hostname === given);
     if (node && candidates.includes(node.id)) return node;
+    // the volume's node is gone (or the service runs nowhere): any node that can run a helper takes the archive
+    if (node && (opts.anyNode || !running.length)) {
+      if (node.state === 'ready' && node.availability === 'active') return node;
+      throw new AppError('VALIDATION', `node ${given} is ${node.state}/${node.availability}: a restore needs a ready, active node`, [{ field: 'node', message: 'not ready' }]);
+    }
     const where = candidates.map((id) => byId(id)?.hostname ?? id).join(', ') || 'no node';
     throw new AppError('VALIDATION', `service ${svc.name} has its volumes on ${where}, not on node ${given}`, [{ field: 'node', message: `one of ${where}` }]);
   }
@@ -82,15 +91,15 @@ export function pickNode(svc: ServiceInfo, tasks: TaskInfo[], nodes: NodeInfo[],
 }
 
 /** the archive given by key (one of our names for that volume, present in the bucket), or the newest of the volume from `node` */
-export async function pickArchive(config: Pick<Config, 's3' | 'backupEnv'>, volume: string, node: string, key: string | undefined, signal?: AbortSignal): Promise<ArchiveRef> {
+export async function pickArchive(config: Pick<Config, 's3' | 'backupEnv' | 'offenFilenames'>, volume: string, node: string, key: string | undefined, signal?: AbortSignal): Promise<ArchiveRef> {
   const store = createObjectStore(config.s3);
   try {
     let archive: ArchiveRef;
     if (key !== undefined) {
-      const parsed = parseForVolume(config.s3.path, key, volume);
+      const parsed = parseForVolume(config.s3.path, key, volume) ?? parseOffen(config.s3.path, config.offenFilenames, key, volume);
       if (!parsed) {
         throw new AppError('VALIDATION', `key ${key} is not an archive of volume ${volume} under the configured path`, [
-          { field: 'key', message: `must be <path>/<node>_${volume}_<YYYY-MM-DDTHH-mm-ssZ>.tar.gz[.gpg|.age]` },
+          { field: 'key', message: `must be <path>/<node>_${volume}_<YYYY-MM-DDTHH-mm-ssZ>.tar.gz[.gpg|.age], or an archive of offen's (SWARM_UTILS_OFFEN_FILENAMES)` },
         ]);
       }
       const head = await store.head(key, signal);
@@ -116,17 +125,51 @@ export function restoreRefusal(svc: ServiceInfo, config: Pick<Config, 's3'>): Ap
 }
 
 export interface RestorePlan {
+  /** the volume restored into */
   volume: string;
+  /** the service's volume the archive is of (its tree `backup/<archiveVolume>/`) */
+  archiveVolume: string;
+  /** `volume` is not one of the service's volumes: a new one, made on `node` */
+  newVolume: boolean;
   node: NodeInfo;
   archive: ArchiveRef;
 }
 
+/** what Docker accepts as a volume name */
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
 export async function planRestore(deps: Pick<Deps, 'docker' | 'config'>, svc: ServiceInfo, params: RestoreParams, signal?: AbortSignal): Promise<RestorePlan> {
   const refused = restoreRefusal(svc, deps.config);
   if (refused) throw refused;
-  const volume = pickVolume(svc, volumesOf(svc), params.volume);
+  const own = volumesOf(svc);
+  const offen = params.key !== undefined && isOffenKey(deps.config, params.key);
+  const newVolume = params.volume !== undefined && params.key !== undefined && params.node !== undefined && !isOwnVolume(svc, own, params.volume);
+  if (newVolume && !VOLUME_NAME.test(params.volume!)) {
+    throw new AppError('VALIDATION', `volume ${params.volume} is not a Docker volume name`, [{ field: 'volume', message: 'letters, digits, "_", "." and "-"' }]);
+  }
+  const volume = newVolume ? params.volume! : pickVolume(svc, own, params.volume);
+  // offen's archive names no volume: its tree is restored into the volume given
+  const archiveVolume = newVolume && !offen ? volumeOfKey(svc, own, params.key!) : volume;
   const [tasks, nodes] = await Promise.all([deps.docker.listTasks(svc.id), deps.docker.listNodes()]);
-  const node = pickNode(svc, tasks, nodes, params.node);
-  const archive = await pickArchive(deps.config, volume, node.hostname, params.key, signal);
-  return { volume, node, archive };
+  const node = pickNode(svc, tasks, nodes, params.node, { anyNode: newVolume });
+  const archive = await pickArchive(deps.config, archiveVolume, node.hostname, params.key, signal);
+  return { volume, archiveVolume, newVolume, node, archive };
+}
+
+/** an archive offen wrote itself, by its name */
+export const isOffenKey = (config: Pick<Config, 's3' | 'offenFilenames'>, key: string): boolean => parseOffen(config.s3.path, config.offenFilenames, key, '') !== null;
+
+function isOwnVolume(svc: ServiceInfo, own: string[], given: string): boolean {
+  const stack = svc.labels[STACK_LABEL];
+  return own.includes(given) || (!!stack && own.includes(`${stack}_${given}`));
+}
+
+/** the service's volume an archive's key names (`…_<volume>_<stamp>…`) */
+export function volumeOfKey(svc: ServiceInfo, own: string[], key: string): string {
+  const base = key.split('/').at(-1) ?? key;
+  const match = own.filter((v) => base.includes(`_${v}_`));
+  if (match.length === 1) return match[0]!;
+  throw new AppError('VALIDATION', `key ${key} is not an archive of a volume service ${svc.name} backs up (${own.join(', ')})`, [
+    { field: 'key', message: 'not an archive of this service' },
+  ]);
 }

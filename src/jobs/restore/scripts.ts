@@ -27,7 +27,9 @@ export const FETCH_EXIT = { download: 10, broken: 11, missingTool: 12, layout: 1
 
 /**
  * Download (wget of the presigned URL in $SU_URL_FILE) and unpack into $SU_WORK/new, then count
- * $SU_WORK/new/backup/$SU_VOLUME. $SU_DECRYPT is empty, `gpg` or `age` (passphrase in $SU_PASS_FILE).
+ * $SU_WORK/new/backup/$SU_VOLUME. The fallback of a process that cannot name the swarm-utils image
+ * (fetch.ts): plain gzip archives only. The fetch is otherwise src/helper/restore.ts, with the same
+ * protocol. $SU_DECRYPT is empty, `gpg` or `age` (passphrase in $SU_PASS_FILE), for an image that has the tools.
  * On any failure the work directory is removed: what was beside it is untouched.
  */
 export const FETCH_SH = [

@@ -45,7 +45,8 @@ export async function resolveRestore(ctx: StepContext<RestoreResolved>): Promise
   const tasks = all
     .filter((t) => t.state === 'running' && t.desiredState === 'running' && t.containerId && t.nodeId)
     .map((t) => ({ id: t.id, nodeId: t.nodeId!, node: nodes.find((n) => n.id === t.nodeId)?.hostname ?? t.nodeId!, containerId: t.containerId! }));
-  const safety = params.safetyBackup !== false;
+  // a new volume holds nothing of the service's to save
+  const safety = params.safetyBackup !== false && !plan.newVolume;
   const stamp = backupStamp(new Date());
   const detail: RestoreResolved = {
     serviceId: svc.id,
@@ -56,7 +57,15 @@ export async function resolveRestore(ctx: StepContext<RestoreResolved>): Promise
     volumes: [plan.volume],
     stamp,
     pairs: safety ? planPairs([{ nodeId: plan.node.id, node: plan.node.hostname }], [plan.volume], stamp, ctx.deps.config.s3.path) : [],
-    target: { nodeId: plan.node.id, node: plan.node.hostname, volume: plan.volume, key: plan.archive.key, size: plan.archive.size },
+    target: {
+      nodeId: plan.node.id,
+      node: plan.node.hostname,
+      volume: plan.volume,
+      ...(plan.archiveVolume !== plan.volume ? { archiveVolume: plan.archiveVolume } : {}),
+      key: plan.archive.key,
+      size: plan.archive.size,
+      ...(plan.archive.format === 'offen' ? { offen: true } : {}),
+    },
     safety,
   };
   ctx.save(detail);
@@ -79,7 +88,8 @@ export async function download(ctx: StepContext<Partial<TreeCount & { started: b
     node: r.target.node,
     objectKey: r.target.key,
     mountVolume: r.target.volume,
-    archiveVolume: r.target.volume,
+    archiveVolume: r.target.archiveVolume ?? r.target.volume,
+    anyDir: r.target.offen,
     work: workDir(ctx.job.id),
     timeoutMs: labelMs(svc.labels, LIMIT.upload, ctx.deps.config.lockMaxExecutionMs),
   });
@@ -106,7 +116,7 @@ function runSwap(ctx: StepContext, r: RestoreResolved, step: string, script: str
     key: '0',
     nodeId: r.target.nodeId,
     script,
-    env: { SU_WORK: `/vol/${workDir(ctx.job.id)}`, SU_VOLUME: r.target.volume },
+    env: { SU_WORK: `/vol/${workDir(ctx.job.id)}`, SU_VOLUME: r.target.archiveVolume ?? r.target.volume },
     mounts: [{ type: 'volume', source: r.target.volume, target: '/vol', readOnly: false }],
     timeoutMs: ctx.deps.config.lockMaxExecutionMs,
     stopGracePeriodMs: SWAP_GRACE_MS,
