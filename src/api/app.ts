@@ -16,6 +16,7 @@ import { servicesRoutes } from './routes/services.js';
 import type { ServicesService } from './services-service.js';
 import { backupsRoutes } from './routes/backups.js';
 import type { BackupsService } from './backups-service.js';
+import { version } from '../version.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -74,7 +75,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(swagger, {
     openapi: {
-      info: { title: 'swarm-utils', version: '0.1.0', description: 'Backup, clean and update of Docker Swarm services' },
+      info: { title: 'swarm-utils', version: version(), description: 'Backup, clean and update of Docker Swarm services' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
