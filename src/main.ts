@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     backups: createBackupsService(deps, auth),
     metrics,
     waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
+    config,
     ready: async () => {
       const dbOk = isWritable(db);
       let dockerCheck: { ok: boolean; message?: string };
