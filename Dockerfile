@@ -1,4 +1,6 @@
 # swarm-utils: one replica on a swarm manager, with /var/run/docker.sock and a volume at /data.
+#   docker build --build-arg VERSION=1.0.0 --build-arg REVISION=$(git rev-parse HEAD) -t registry.example.com/swarm-utils:1.0.0 .
+# VERSION defaults to package.json's; both end up in build-info.json, GET /healthz and the first log line.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 # a native addon without a prebuilt binary for the platform compiles from source (better-sqlite3 13
@@ -8,7 +10,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY scripts ./scripts
 RUN npm run build && npm prune --omit=dev
+ARG VERSION=
+ARG REVISION=
+RUN node scripts/build-info.mjs "$VERSION" "$REVISION" > build-info.json && cat build-info.json
 
 FROM node:24-bookworm-slim
 WORKDIR /app
@@ -17,6 +23,7 @@ ENV NODE_ENV=production \
     SWARM_UTILS_DB_PATH=/data/swarm-utils.db
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build-info.json ./
 COPY package.json ./
 COPY migrations ./migrations
 # the web console's static files (served from public/ beside dist/)

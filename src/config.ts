@@ -339,8 +339,10 @@ const fieldsSchema = z
     // README "Losing its manager": the database copied to the bucket (only with S3 configured)
     SWARM_UTILS_STATE_COPY: boolVar(true),
     SWARM_UTILS_STATE_COPY_INTERVAL: intVar(5_000, 1_000, 3_600_000),
+    // false: only `Authorization: Bearer` authenticates; `?token=` (kept on for the original design) ends up in proxy logs
+    SWARM_UTILS_QUERY_TOKEN: boolVar(true),
   })
-  // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to report
+  // kept, not stripped: BACKUP_ENV_* are passed on, anything else is a typo to warn about
   .catchall(z.string());
 
 type Fields = z.output<typeof fieldsSchema>;
@@ -350,6 +352,13 @@ type Fields = z.output<typeof fieldsSchema>;
  * `_FILE` forms of SECRET_VARS and FILE_VARS): the stack files and docs/configuration.md are checked against it.
  */
 export const CONFIG_VARS: readonly string[] = Object.keys(fieldsSchema.shape);
+
+/**
+ * SWARM_UTILS_* variables that are not the server's but are not typos either: the command-line client's
+ * connection (SWARM_UTILS_URL, SWARM_UTILS_TOKEN) and the image the stack deploys (SWARM_UTILS_IMAGE,
+ * read by `docker stack deploy`), all of which may sit in the same environment or env file.
+ */
+export const OTHER_KNOWN_VARS: readonly string[] = ['SWARM_UTILS_URL', 'SWARM_UTILS_TOKEN', 'SWARM_UTILS_IMAGE'];
 type Report = (name: string, message: string) => void;
 
 const S3_REQUIRED = [
@@ -367,7 +376,7 @@ function checkRules(fields: Fields, ctx: z.RefinementCtx<Fields>): void {
   const isSet = (name: string): boolean => invalid.has(name) || (fields[name] ?? null) !== null;
   const report: Report = (name, message) => ctx.addIssue({ code: 'custom', path: [name], message });
 
-  checkExtraVars(Object.keys(fields), report);
+  checkBackupEnv(Object.keys(fields), report);
   requireAllOrNone('S3', S3_REQUIRED, isSet, report);
   requireAllOrNone('registry', REGISTRY_REQUIRED, isSet, report);
   const cronBackup = !invalid.has('SWARM_UTILS_IS_CRON_BACKUP') && fields.SWARM_UTILS_IS_CRON_BACKUP;
@@ -410,19 +419,28 @@ function requireAllOrNone(group: string, names: readonly string[], isSet: (name:
   }
 }
 
-/** Variables outside the schema: BACKUP_ENV_* passthroughs, or typos. Values are never quoted: they may be secrets. */
-function checkExtraVars(names: string[], report: Report): void {
+/** BACKUP_ENV_* passthroughs: a name offen can take and that swarm-utils does not set itself. */
+function checkBackupEnv(names: string[], report: Report): void {
   for (const name of names) {
-    if (name in fieldsSchema.shape) continue;
-    if (!name.startsWith(BACKUP_ENV_PREFIX)) {
-      const hint = name.endsWith('_FILE') ? '; only the secret variables and SWARM_UTILS_S3_CA_CERT accept a _FILE form' : '';
-      report(name, `unknown variable (a typo?)${hint}`);
-      continue;
-    }
+    if (!name.startsWith(BACKUP_ENV_PREFIX)) continue;
     const target = name.slice(BACKUP_ENV_PREFIX.length);
     if (!BACKUP_ENV_NAME.test(target)) report(name, `${quote(target)} is not a valid variable name (must match ${BACKUP_ENV_NAME})`);
     else if (RESERVED_BACKUP_ENV.has(target)) report(name, `${target} is set by swarm-utils itself and cannot be overridden`);
   }
+}
+
+/**
+ * SPEC section 14: a SWARM_UTILS_* variable the configuration does not know is a warning (a typo, or a
+ * setting of a newer version), not a refusal. One line per variable, its name only: the value may be a secret.
+ */
+function unknownVars(names: string[]): string[] {
+  const known = new Set([...CONFIG_VARS, ...OTHER_KNOWN_VARS]);
+  return names
+    .filter((name) => !known.has(name) && !name.startsWith(BACKUP_ENV_PREFIX))
+    .map((name) => {
+      const hint = name.endsWith('_FILE') ? '; only the secret variables and SWARM_UTILS_S3_CA_CERT accept a _FILE form' : '';
+      return `${name}: unknown variable (a typo?), ignored${hint}`;
+    });
 }
 
 function toConfig(fields: Fields, inImage: boolean) {
@@ -476,6 +494,7 @@ function toConfig(fields: Fields, inImage: boolean) {
       intervalMs: fields.SWARM_UTILS_STATE_COPY_INTERVAL,
     },
     backupEnv: backupEnvOf(fields),
+    queryToken: fields.SWARM_UTILS_QUERY_TOKEN,
     notify: {
       url: fields.SWARM_UTILS_NOTIFY_URL?.trim() || null,
       on: fields.SWARM_UTILS_NOTIFY_ON,
@@ -516,7 +535,8 @@ function configSchema(inImage: boolean) {
 }
 
 export type Config = z.output<ReturnType<typeof configSchema>>;
-export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+/** `warnings`: one line per unknown SWARM_UTILS_* variable, logged once at start-up */
+export type ConfigResult = { ok: true; config: Config; warnings: string[] } | { ok: false; problems: string[]; warnings?: string[] };
 
 // ---------------------------------------------------------------------------------------------
 // Loading
@@ -582,9 +602,10 @@ export function loadConfig(
 ): ConfigResult {
   const { vars, problems } = readSecretFiles(ownVars(env), opts.readFile ?? readUtf8);
   const parsed = configSchema(opts.inImage ?? false).safeParse(vars);
-  if (parsed.success && problems.length === 0) return { ok: true, config: parsed.data };
+  const warnings = unknownVars(Object.keys(vars));
+  if (parsed.success && problems.length === 0) return { ok: true, config: parsed.data, warnings };
   const issues = parsed.success ? [] : parsed.error.issues;
-  return { ok: false, problems: [...problems, ...issues.map((i) => `${String(i.path[0] ?? 'SWARM_UTILS')}: ${i.message}`)] };
+  return { ok: false, problems: [...problems, ...issues.map((i) => `${String(i.path[0] ?? 'SWARM_UTILS')}: ${i.message}`)], warnings };
 }
 
 /** At start-up: print every problem and exit 2 (bad usage), or hand back the configuration. */
@@ -595,5 +616,7 @@ export function exitOnInvalidConfig(
   if (result.ok) return result.config;
   write('swarm-utils: invalid configuration:');
   for (const problem of result.problems) write(`  ${problem}`);
+  // an unknown name is often the typo behind a "missing" problem above
+  for (const warning of result.warnings ?? []) write(`  (warning) ${warning}`);
   process.exit(2);
 }

@@ -23,6 +23,7 @@ import { exitOnOldNode } from './node-version.js';
 import { SWEEP_EVERY_MS, sweepStaging } from './jobs/backup/unstage.js';
 import { ShutdownSignal } from './engine/limits.js';
 import { releaseStartupMemory } from './memory.js';
+import { buildInfo } from './version.js';
 
 /** after this long the start-up's garbage is collected (the first Docker calls and sweeps are done by then) */
 const STARTUP_SETTLE_MS = 2000;
@@ -50,8 +51,12 @@ function stateStoreOf(config: Config, log: Logger): StateStore | null {
 async function main(): Promise<void> {
   exitOnOldNode();
   // the image sets SWARM_UTILS_DB_PATH=/data/swarm-utils.db itself (Dockerfile)
-  const config = exitOnInvalidConfig(loadConfig(process.env));
+  const loaded = loadConfig(process.env);
+  const config = exitOnInvalidConfig(loaded);
   const log = createLogger(config.logLevel);
+  // the first line says what runs (docs/install.md "Version"), then what the configuration ignored
+  log.info({ version: buildInfo().version, revision: buildInfo().revision }, `swarm-utils ${buildInfo().version} starting`);
+  for (const warning of loaded.ok ? loaded.warnings : []) log.warn({ variable: warning.split(':')[0] }, warning);
   // one process per database file: a second one would resume the first one's running jobs
   const lock = acquireProcessLock(config.dbPath);
   if (!lock) {
@@ -128,6 +133,7 @@ async function main(): Promise<void> {
     backups: createBackupsService(deps, auth),
     metrics,
     waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
+    config,
     ready: async () => {
       const dbOk = isWritable(db);
       let dockerCheck: { ok: boolean; message?: string };

@@ -16,6 +16,9 @@ import { servicesRoutes } from './routes/services.js';
 import type { ServicesService } from './services-service.js';
 import { backupsRoutes } from './routes/backups.js';
 import type { BackupsService } from './backups-service.js';
+import { version } from '../version.js';
+import type { Config } from '../config.js';
+import { overviewRoutes } from './routes/overview.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -40,6 +43,8 @@ export interface AppDeps {
   ready: ReadinessCheck;
   /** how long a waitRes request waits for its job */
   waitLimitMs: number;
+  /** summarised by GET /status */
+  config: Config;
 }
 
 export const BODY_LIMIT = 64 * 1024;
@@ -74,7 +79,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(swagger, {
     openapi: {
-      info: { title: 'swarm-utils', version: '0.1.0', description: 'Backup, clean and update of Docker Swarm services' },
+      info: { title: 'swarm-utils', version: version(), description: 'Backup, clean and update of Docker Swarm services' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
@@ -85,6 +90,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
   await app.register(servicesRoutes, { services: d.services });
   await app.register(backupsRoutes, { backups: d.backups });
+  await app.register(overviewRoutes, { config: d.config });
   await app.register(consoleRoutes);
   // like every route but the health checks and the console's page, it needs a token that grants something (README, Authorization)
   app.get('/docs', { config: { auth: true }, schema: { hide: true } }, async () => app.swagger());

@@ -26,15 +26,20 @@ export interface Scope {
   nodes: NodeInfo[];
 }
 
-/** the token of a request: `Authorization: Bearer <t>` or the `token` query parameter (the original design) */
-export function tokenOf(req: FastifyRequest): string | null {
+/**
+ * the token of a request: `Authorization: Bearer <t>`, or the `token` query parameter (the original design)
+ * unless SWARM_UTILS_QUERY_TOKEN=false, which refuses it (401) so that no token ends up in a proxy's access log
+ */
+export function tokenOf(req: FastifyRequest, queryToken = true): string | null {
   const h = req.headers.authorization;
   if (typeof h === 'string') {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
     if (m) return m[1]!;
   }
   const q = (req.query as Record<string, unknown> | undefined)?.token;
-  return typeof q === 'string' && q.length > 0 ? q : null;
+  if (typeof q !== 'string' || q.length === 0) return null;
+  if (!queryToken) throw new AppError('UNAUTHORIZED', 'the ?token= query parameter is switched off here (SWARM_UTILS_QUERY_TOKEN=false): send Authorization: Bearer <token>');
+  return q;
 }
 
 export interface Authorizer {
@@ -54,7 +59,7 @@ export interface Authorizer {
   canArchives(caller: Caller, svc: ServiceInfo): boolean;
 }
 
-export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: Pick<Config, 'adminTokens' | 'metricsTokens'> }): Authorizer {
+export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: Pick<Config, 'adminTokens' | 'metricsTokens' | 'queryToken'> }): Authorizer {
   const key = requesterKey(deps.db);
   const scopes = new WeakMap<Caller, Promise<Scope>>();
   const canService = (caller: Caller, action: JobType, svc: ServiceInfo) => {
@@ -76,8 +81,9 @@ export function createAuthorizer(deps: Pick<Deps, 'db' | 'docker'> & { config: P
 
   const authorizer: Authorizer = {
     authenticate(req) {
-      const token = tokenOf(req);
-      if (!token) throw new AppError('UNAUTHORIZED', 'a token is required: Authorization: Bearer <token> or ?token=');
+      const query = deps.config.queryToken;
+      const token = tokenOf(req, query);
+      if (!token) throw new AppError('UNAUTHORIZED', `a token is required: Authorization: Bearer <token>${query ? ' or ?token=' : ''}`);
       const digest = sha256(token);
       const hash = requesterHash(key, token);
       return {

@@ -77,6 +77,7 @@ export async function apiFixture(opts: {
     metrics: createMetrics(deps.db),
     ready: async () => ({ ok: true, checks: {} }),
     waitLimitMs: opts.waitLimitMs ?? 5000,
+    config,
   });
   return {
     app,

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { exitOnInvalidConfig, loadConfig, regionOfAwsDomain, SECRET_VARS, type Config, type ConfigResult } from '../../src/config.js';
+import { CONFIG_VARS, exitOnInvalidConfig, loadConfig, regionOfAwsDomain, SECRET_VARS, type Config, type ConfigResult } from '../../src/config.js';
 import { makeTestCa } from '../helpers/tls.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -84,6 +84,7 @@ describe('loadConfig: defaults', () => {
       stateCopy: { enabled: true, intervalMs: 5_000 },
       backupEnv: {},
       notify: { url: null, on: 'failure', format: 'json' },
+      queryToken: true,
     } satisfies Config);
   });
 
@@ -260,7 +261,7 @@ describe('loadConfig: all problems at once', () => {
       SWARM_UTILS_CRON_EXPR: 'every day',
       SWARM_UTILS_CRON_TZ: 'Mars/Olympus',
       SWARM_UTILS_S3_DOMAIN: 'minio:9000', // partial S3
-      SWARM_UTILS_PROT: '8080', // typo
+      SWARM_UTILS_PROT: '8080', // typo: a warning, not a problem
     });
     expect(problemOf(list, 'SWARM_UTILS_PORT')).toBe('SWARM_UTILS_PORT: must be an integer between 1 and 65535 (got "abc")');
     expect(problemOf(list, 'SWARM_UTILS_CONCURRENCY')).toContain('between 1 and 64');
@@ -272,8 +273,8 @@ describe('loadConfig: all problems at once', () => {
     problemOf(list, 'SWARM_UTILS_CRON_EXPR');
     problemOf(list, 'SWARM_UTILS_CRON_TZ');
     problemOf(list, 'SWARM_UTILS_S3_BUCKET_NAME');
-    problemOf(list, 'SWARM_UTILS_PROT');
-    expect(list).toHaveLength(13); // the 11 above + missing S3 access key and secret
+    expect(list.filter((p) => p.startsWith('SWARM_UTILS_PROT'))).toEqual([]);
+    expect(list).toHaveLength(12); // the 10 above + missing S3 access key and secret
     for (const line of list) {
       expect(line).toMatch(/^SWARM_UTILS_[A-Z0-9_]+: \S/);
       expect(line).not.toContain('\n');
@@ -424,8 +425,12 @@ describe('loadConfig: secrets from files', () => {
     expect(config.adminTokens).toEqual(['tok-injected']);
   });
 
-  it('refuses _FILE for a variable that is not a secret', () => {
-    expect(problemOf(problems({ SWARM_UTILS_PORT_FILE: '/run/secrets/port' }), 'SWARM_UTILS_PORT_FILE')).toContain('unknown');
+  it('warns about _FILE for a variable that is not a secret, and does not read it', () => {
+    const result = loadConfig({ SWARM_UTILS_PORT_FILE: '/run/secrets/port' }, { readFile: () => expect.fail('not a secret: not read') });
+    expect(result.ok).toBe(true);
+    expect(result.warnings).toEqual([
+      'SWARM_UTILS_PORT_FILE: unknown variable (a typo?), ignored; only the secret variables and SWARM_UTILS_S3_CA_CERT accept a _FILE form',
+    ]);
   });
 });
 
@@ -450,8 +455,10 @@ describe('loadConfig: secret values never appear in problems', () => {
         },
       },
     );
-    expect(list.length).toBeGreaterThanOrEqual(7);
-    for (const line of list) for (const secret of SECRETS) expect(line).not.toContain(secret);
+    expect(list.length).toBeGreaterThanOrEqual(6);
+    const result = loadConfig({ SWARM_UTILS_S3_SECRET_KEY: 'SECRET-VALUE-3' });
+    expect(result.warnings).toHaveLength(1);
+    for (const line of [...list, ...result.warnings!]) for (const secret of SECRETS) expect(line).not.toContain(secret);
   });
 });
 
@@ -475,12 +482,31 @@ describe('loadConfig: backup env and unknown variables', () => {
     problemOf(list, 'SWARM_UTILS_BACKUP_ENV_');
   });
 
-  it('lists every unknown SWARM_UTILS_ variable', () => {
-    const list = problems({ SWARM_UTILS_PROT: '80', SWARM_UTILS_CRON_EXPRESSION: '* * * * *', SWARM_UTILSX: 'not ours' });
-    expect(list).toEqual([
-      'SWARM_UTILS_PROT: unknown variable (a typo?)',
-      'SWARM_UTILS_CRON_EXPRESSION: unknown variable (a typo?)',
+  it('warns about every unknown SWARM_UTILS_ variable by name only, and starts', () => {
+    const result = loadConfig({ SWARM_UTILS_PROT: '80', SWARM_UTILS_CRON_EXPRESSION: '* * * * *', SWARM_UTILSX: 'not ours', SWARM_UTILS_S3_SECRET_KEY: 'SECRET-VALUE' });
+    if (!result.ok) throw new Error(result.problems.join('\n'));
+    expect(result.config.port).toBe(8080);
+    expect(result.warnings).toEqual([
+      'SWARM_UTILS_PROT: unknown variable (a typo?), ignored',
+      'SWARM_UTILS_CRON_EXPRESSION: unknown variable (a typo?), ignored',
+      'SWARM_UTILS_S3_SECRET_KEY: unknown variable (a typo?), ignored',
     ]);
+    for (const line of result.warnings) expect(line).not.toContain('SECRET-VALUE');
+  });
+
+  it('knows the variables of the command-line client and of the stack: no warning for them', () => {
+    const result = loadConfig({ SWARM_UTILS_URL: 'http://127.0.0.1:8080', SWARM_UTILS_TOKEN: 'tok', SWARM_UTILS_IMAGE: 'swarm-utils:1.0.0', SWARM_UTILS_BACKUP_ENV_BACKUP_COMPRESSION: 'zst' });
+    expect(result.ok && result.warnings).toEqual([]);
+  });
+
+  it('warns about none of the CONFIG_VARS names', () => {
+    const env = Object.fromEntries(CONFIG_VARS.map((name) => [name, '']));
+    expect(loadConfig(env)).toMatchObject({ ok: true, warnings: [] });
+  });
+
+  it('prints the unknown names beside the problems of an invalid configuration', () => {
+    const result = loadConfig({ SWARM_UTILS_PORT: 'abc', SWARM_UTILS_S3_BUCKET: 'x' });
+    expect(result).toMatchObject({ ok: false, warnings: ['SWARM_UTILS_S3_BUCKET: unknown variable (a typo?), ignored'] });
   });
 });
 

@@ -39,7 +39,7 @@ inputs() {
   (
     cd "$SU_PROJECT"
     echo "$node_version $(dm image inspect "$SU_IMAGE_NODE" --format '{{.Id}}')"
-    find src migrations public "$here/Dockerfile" "$here/build.sh" tsconfig.json tsconfig.build.json package.json package-lock.json \
+    find src scripts migrations public "$here/Dockerfile" "$here/build.sh" tsconfig.json tsconfig.build.json package.json package-lock.json \
       node_modules/.package-lock.json node_modules/better-sqlite3/prebuilds \
       -type f -print0 | sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -d' ' -f1
@@ -74,6 +74,8 @@ cp "$here/Dockerfile" "$ctx/"
 # the Dockerfile's build stage: npm run build (into a fresh dist/), npm prune --omit=dev
 (cd "$SU_PROJECT" && npm run -s build -- --outDir "$ctx/dist") >&2 || die "npm run build failed"
 cp -a "$SU_PROJECT/package.json" "$SU_PROJECT/package-lock.json" "$SU_PROJECT/migrations" "$SU_PROJECT/public" "$ctx/"
+# the Dockerfile's stamp, with package.json's version (no revision: the image is reused across commits)
+node "$SU_PROJECT/scripts/build-info.mjs" >"$ctx/build-info.json" || die "scripts/build-info.mjs failed"
 (cd "$SU_PROJECT" && node -e 'new (require("better-sqlite3"))(":memory:").close()') ||
   die "node_modules has no better-sqlite3 that loads in node $node_version (run: bash test/node.sh)"
 # hard links: prune only unlinks; the one file npm rewrites is a copy of its own
