@@ -52,13 +52,13 @@ function buildProgram(io: Io): Built {
   program
     .description('Command-line client of swarm-utils: backups, restores, drills, updates, cleans and jobs through its HTTP API')
     .version(buildInfo().version, '-V, --version', 'the client version (swarm-utils version also asks the server)')
-    .addOption(new Option('--url <url>', 'swarm-utils API address').env('SWARM_UTILS_URL').default(undefined, 'http://127.0.0.1:8080'))
+    .option('--url <url>', 'the API address (else SWARM_UTILS_URL, else http://127.0.0.1:8080)')
     .option('--token-file <path>', 'read the token from this file (else SWARM_UTILS_TOKEN, else the admin token file inside the container)')
     .option('--token <token>', 'the token itself (warned about: it stays in the shell history)')
     .option('--json', "print the API's JSON unchanged (progress of --wait goes to stderr)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), getOutHelpWidth: () => HELP_WIDTH, getErrHelpWidth: () => HELP_WIDTH })
-    .configureHelp({ helpWidth: HELP_WIDTH })
+    .configureHelp({ helpWidth: HELP_WIDTH, showGlobalOptions: true })
     .showHelpAfterError('(swarm-utils --help lists the verbs)')
     .addHelpText(
       'after',
@@ -247,15 +247,20 @@ function report(io: Io, err: unknown, json: boolean): ExitCode {
   return EXIT.failed;
 }
 
-/** the help of every command, for docs/cli.md and its check */
-export function helpTexts(io: Io): Map<string, string> {
-  const { program } = buildProgram(io);
-  const out = new Map<string, string>();
+/** what `--help` prints for swarm-utils and for every verb, for docs/cli.md and its check */
+export async function helpTexts(io: Io): Promise<Map<string, string>> {
+  const paths: string[][] = [];
   const walk = (cmd: Command, path: string[]) => {
-    out.set(['swarm-utils', ...path].join(' '), cmd.helpInformation());
+    paths.push(path);
     for (const sub of cmd.commands) walk(sub, [...path, sub.name()]);
   };
-  walk(program, []);
+  walk(buildProgram(io).program, []);
+  const out = new Map<string, string>();
+  for (const path of paths) {
+    let text = '';
+    await run([...path, '--help'], { ...io, stdout: { write: (s) => void (text += s) } });
+    out.set(['swarm-utils', ...path].join(' '), text);
+  }
   return out;
 }
 

@@ -515,7 +515,7 @@ describe('docs/cli.md', () => {
   it("holds the help of swarm-utils and of every verb as --help prints it", async () => {
     const doc = readFileSync(path.join(ROOT, 'docs/cli.md'), 'utf8');
     const blocks = new Map([...doc.matchAll(/^```text\n\$ (swarm-utils[a-z -]*?) --help\n([\s\S]*?)```$/gm)].map((m) => [m[1]!, m[2]!]));
-    const texts = helpTexts({ stdout: sink(), stderr: sink(), stdin: Readable.from([]), env: {}, readFile: () => '' });
+    const texts = await helpTexts({ stdout: sink(), stderr: sink(), stdin: Readable.from([]), env: {}, readFile: () => '' });
     const missing = [...texts.keys()].filter((k) => !blocks.has(k));
     expect(missing, 'commands without their --help block in docs/cli.md').toEqual([]);
     for (const [cmd, help] of texts) {
