@@ -28,6 +28,8 @@ COPY package.json ./
 COPY migrations ./migrations
 # the web console's static files (served from public/ beside dist/)
 COPY public ./public
+# the command-line client on PATH: docker exec <container> swarm-utils jobs ls (docs/cli.md)
+RUN printf '#!/bin/sh\nexec node /app/dist/cli/main.js "$@"\n' > /usr/local/bin/swarm-utils && chmod 755 /usr/local/bin/swarm-utils
 VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD node -e "fetch('http://127.0.0.1:'+(process.env.SWARM_UTILS_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

@@ -541,11 +541,14 @@ export type ConfigResult = { ok: true; config: Config; warnings: string[] } | { 
 // ---------------------------------------------------------------------------------------------
 // Loading
 
+/** the command-line client's own variables (docs/cli.md): a shell that runs both exports them, no typo */
+export const CLIENT_VARS: readonly string[] = ['SWARM_UTILS_URL', 'SWARM_UTILS_TOKEN'];
+
 /** Only our variables are looked at; the rest of the environment is not our business. */
 function ownVars(env: Record<string, string | undefined>): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (name.startsWith(PREFIX) && value !== undefined) vars[name] = value;
+    if (name.startsWith(PREFIX) && value !== undefined && !CLIENT_VARS.includes(name)) vars[name] = value;
   }
   return vars;
 }

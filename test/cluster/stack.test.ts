@@ -12,7 +12,8 @@
  *   as the README tells an operator, and test/swarm/images/swarm-utils/stack.notify.yml: the registry
  *   and S3 credentials and the notification URL as Docker secrets read through *_FILE.
  * - Through the deployed instance: an update of a service on the workers, a backup of a stop=true
- *   service on a worker into s3rver, and their notifications to a receiver on the test host.
+ *   service on a worker into s3rver, and their notifications to a receiver on the test host; the
+ *   image's `swarm-utils` client lists the jobs from inside the container (docs/cli.md).
  *
  * Needs port 8080 on the manager (the stack publishes it in host mode) and the fixed names below;
  * what an interrupted run left (the stack, its volume, secrets labelled swarm-utils.test=stack)
@@ -354,6 +355,20 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     }
     // Node 24: neither Node nor the AWS SDK (which warns on Node 20) prints a warning
     expect(logs).not.toMatch(/\(node:\d+\)|Warning:/);
+  });
+
+  it('the CLI in the image: docker exec <container> swarm-utils jobs ls, with no token flag (the admin token file the service reads)', async () => {
+    expect(jobBefore, 'the update test did not record its job').not.toBeNull();
+    const task = await currentTask();
+    expect(task, await diagnostics()).toBeDefined();
+    const container: string = task.Status.ContainerStatus.ContainerID;
+    const table = await docker(['exec', container, 'swarm-utils', 'jobs', 'ls', '--type', 'update']);
+    expect(table.stdout).toMatch(new RegExp(`^${jobBefore.id} +update +${APP} +succeeded`, 'm'));
+    const json = await docker(['exec', container, 'swarm-utils', '--json', 'jobs', 'show', String(jobBefore.id)]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ id: jobBefore.id, state: 'succeeded' });
+    const version = await docker(['exec', container, 'swarm-utils', 'version']);
+    expect(version.stdout).toMatch(/^client \S+/m);
+    for (const text of [table.stdout, table.stderr, json.stdout, json.stderr, version.stdout]) expect(text).not.toContain(TOKEN);
   });
 
   it('keeps the job through a forced update of the stack service (stop-first; the database is on the /data volume)', async () => {
