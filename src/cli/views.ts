@@ -104,9 +104,12 @@ export async function versions(ctx: Ctx): Promise<ExitCode> {
 export function configCheck(io: Io, json: boolean): ExitCode {
   const result = loadConfig(io.env, { readFile: io.readFile });
   if (json) {
-    io.stdout.write(`${JSON.stringify(result.ok ? { ok: true } : { ok: false, problems: result.problems })}\n`);
+    const warnings = result.warnings ?? [];
+    io.stdout.write(`${JSON.stringify(result.ok ? { ok: true, warnings } : { ok: false, problems: result.problems, warnings })}\n`);
     return result.ok ? EXIT.ok : EXIT.usage;
   }
+  // an unknown SWARM_UTILS_* variable (a typo) is a warning at start-up: shown here, name only
+  for (const w of result.warnings ?? []) io.stderr.write(`swarm-utils: warning: ${w}\n`);
   if (!result.ok) {
     io.stderr.write('swarm-utils: invalid configuration:\n');
     for (const p of result.problems) io.stderr.write(`  ${p}\n`);
