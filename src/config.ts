@@ -339,6 +339,8 @@ const fieldsSchema = z
     // README "Losing its manager": the database copied to the bucket (only with S3 configured)
     SWARM_UTILS_STATE_COPY: boolVar(true),
     SWARM_UTILS_STATE_COPY_INTERVAL: intVar(5_000, 1_000, 3_600_000),
+    // seconds start-up waits for the bucket before it starts from the local database (docs/upgrading.md)
+    SWARM_UTILS_STATE_COPY_START_TIMEOUT: intVar(30, 1, 3_600),
     // false: only `Authorization: Bearer` authenticates; `?token=` (kept on for the original design) ends up in proxy logs
     SWARM_UTILS_QUERY_TOKEN: boolVar(true),
   })
@@ -492,6 +494,7 @@ function toConfig(fields: Fields, inImage: boolean) {
     stateCopy: {
       enabled: fields.SWARM_UTILS_STATE_COPY,
       intervalMs: fields.SWARM_UTILS_STATE_COPY_INTERVAL,
+      startTimeoutMs: fields.SWARM_UTILS_STATE_COPY_START_TIMEOUT * 1000,
     },
     backupEnv: backupEnvOf(fields),
     queryToken: fields.SWARM_UTILS_QUERY_TOKEN,

@@ -10,6 +10,7 @@ import { CALL_TIMEOUT_MS, createDockerPort } from './swarm/dockerode.js';
 import { Worker } from './engine/worker.js';
 import { JOB_KINDS } from './jobs/index.js';
 import { buildApp } from './api/app.js';
+import { startStartingServer } from './api/starting.js';
 import { createAuthorizer } from './api/auth.js';
 import { createJobsService } from './api/jobs-service.js';
 import { createStatusService } from './api/status-service.js';
@@ -68,7 +69,14 @@ async function main(): Promise<void> {
   }
   // README "Losing its manager": a missing or older local database is replaced by the bucket's copy first
   const store = stateStoreOf(config, log);
-  const takeover = store ? await takeOver({ dbPath: config.dbPath, store, log }) : null;
+  // while the bucket is read the port answers already: /healthz, /readyz naming the wait, 503 for jobs
+  const starting = store ? await startStartingServer(config, buildInfo().version) : null;
+  const takeover = store
+    ? await takeOver({ dbPath: config.dbPath, store, log, readBucketMs: config.stateCopy.startTimeoutMs, onWait: (w) => starting?.waiting(w) }).catch(async (e: unknown) => {
+        await starting?.close();
+        throw e;
+      })
+    : null;
   const db = openDb(config.dbPath);
   // no single Engine API call may take longer than one command may run
   const docker = createDockerPort({ logger: log, callTimeoutMs: Math.min(CALL_TIMEOUT_MS, config.lockMaxExecutionMs) });
@@ -85,6 +93,7 @@ async function main(): Promise<void> {
           dir: copyDir(config.dbPath),
           base: takeover.base,
           restored: takeover.restored,
+          unread: takeover.unread ?? null,
           // another instance took over: exit at once, acting on nothing (no compensation: its jobs are the other's now)
           onFenced: (message) => {
             process.stderr.write(`swarm-utils: ${message}\n`);
@@ -143,10 +152,19 @@ async function main(): Promise<void> {
       } catch (e) {
         dockerCheck = { ok: false, message: e instanceof Error ? e.message : String(e) };
       }
-      return { ok: dbOk && dockerCheck.ok, checks: { database: { ok: dbOk }, docker: dockerCheck } };
+      const checks: Record<string, { ok: boolean; message?: string }> = { database: { ok: dbOk }, docker: dockerCheck };
+      // started from the local database without reading the bucket: not ready until a copy is written
+      const unread = state?.unreadState;
+      if (state) {
+        checks.stateCopy = unread
+          ? { ok: false, message: `started from the local database without the bucket (it did not answer within SWARM_UTILS_STATE_COPY_START_TIMEOUT); waiting for the bucket since ${unread.since}, last error: ${unread.lastError}` }
+          : { ok: true };
+      }
+      return { ok: dbOk && dockerCheck.ok && !unread, checks };
     },
   });
   app.server.requestTimeout = 0; // waitRes requests may legitimately wait for minutes
+  await starting?.close();
   await app.listen({ host: config.host, port: config.port });
   log.info({ port: config.port, boot: worker.bootId }, 'swarm-utils started');
   // once start-up has settled, what it allocated and left behind is given back (README "Benchmarks")

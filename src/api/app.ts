@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from '../log.js';
 import type { Authorizer, Caller } from './auth.js';
-import { errorHandler } from './errors.js';
+import { clientErrorHandler, errorHandler, sendAfterDrain } from './errors.js';
 import type { JobsService } from './jobs-service.js';
 import { jobRoutes } from './routes/jobs.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
@@ -62,12 +62,14 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true },
+    // a JSON 4xx for what Node's parser refuses (a URL or headers over 16 kB), read by the client
+    clientErrorHandler,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${redactUrl(req.url).split('?')[0]}` }, requestId: req.id }),
+    sendAfterDrain(req, reply, 404, { error: { code: 'NOT_FOUND', message: `no route ${req.method} ${redactUrl(req.url).split('?')[0]}` }, requestId: req.id }),
   );
   app.decorateRequest('caller', null);
   app.addHook('onRequest', async (req) => {

@@ -1,3 +1,5 @@
+import httpStatus, { type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError, isAppError } from '../errors.js';
@@ -7,14 +9,78 @@ export interface ErrorBody {
   requestId: string;
 }
 
+/** what is read (and dropped) of a body the answer does not need, so that a client still sending reads its answer */
+export const MAX_DRAIN_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Reads the rest of a request body that will not be used (an error answered before it was read: too
+ * large, no token). Answering while the client still sends makes Node close the connection under it,
+ * and the client sees a reset instead of its 4xx. Up to `max` bytes are read; false past that.
+ */
+export function drainBody(raw: IncomingMessage, max = MAX_DRAIN_BYTES): Promise<boolean> {
+  if (raw.complete || raw.readableEnded || raw.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let n = 0;
+    const done = (ok: boolean) => {
+      raw.off('data', onData);
+      raw.off('end', onEnd);
+      raw.off('error', onEnd);
+      raw.off('close', onEnd);
+      resolve(ok);
+    };
+    const onData = (c: Buffer | string) => {
+      n += c.length;
+      if (n > max) done(false);
+    };
+    const onEnd = () => done(true);
+    raw.on('data', onData);
+    raw.on('end', onEnd);
+    raw.on('error', onEnd);
+    raw.on('close', onEnd);
+    raw.resume();
+  });
+}
+
+/** sends an error answer once the unread body is drained (or, past the cap, with Connection: close) */
+export async function sendAfterDrain(req: FastifyRequest, reply: FastifyReply, status: number, body: unknown): Promise<FastifyReply> {
+  if (!(await drainBody(req.raw))) reply.header('connection', 'close');
+  return reply.code(status).send(body);
+}
+
 /** The one place errors become HTTP answers. Client mistakes are 4xx with a code; nothing leaks a stack. */
-export function errorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+export async function errorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const e = toHttpError(err);
   if (e.status >= 500 && e.code === 'INTERNAL') req.log.error({ err }, 'unexpected error');
   else req.log.info({ code: e.code, status: e.status }, e.message);
   const details = e.details !== undefined ? { details: e.details } : {};
   const body: ErrorBody = { error: { code: e.code, message: e.message, ...details }, requestId: req.id };
-  return reply.code(e.status).send(body);
+  return sendAfterDrain(req, reply, e.status, body);
+}
+
+/**
+ * What Node's parser refuses before a request exists (headers or URL over 16 kB, a malformed request
+ * line): a JSON 4xx like every other, then the connection is closed once the client has had time to
+ * read it (never a bare reset under a client still sending).
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'VALIDATION', 'the request line or headers are too large (more than 16 kB): send long values in a JSON body']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'TIMEOUT', 'the request was not received in time']
+        : [400, 'VALIDATION', 'the request is not valid HTTP'];
+  const text = JSON.stringify({ error: { code, message }, requestId: null });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${httpStatus.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  }
+  // what the client still sends is read and dropped; the connection ends when it is done (or soon)
+  socket.on('data', () => undefined);
+  socket.on('error', () => undefined);
+  socket.end();
+  setTimeout(() => socket.destroy(), 2_000).unref();
 }
 
 interface HttpError {

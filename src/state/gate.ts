@@ -35,6 +35,12 @@ export interface GateOptions {
   /** the object as read at start-up: the one write of another process this process accepts */
   base: StateHead | null;
   restored: { generation: number; at: string; from: string } | null;
+  /**
+   * start-up did not read the bucket (it did not answer within SWARM_UTILS_STATE_COPY_START_TIMEOUT) and
+   * went on from the local database: until a copy succeeds, a step acts without one when the bucket does
+   * not answer (a write of another process still fences); docs/upgrading.md "S3 down at start-up"
+   */
+  unread?: { since: string; lastError: string } | null;
   /** another instance took over: the process must stop at once, without acting */
   onFenced(message: string): void;
   /** the swarm answers again after a loss of quorum */
@@ -55,9 +61,12 @@ export class BucketGate implements StateGate {
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
   private failing = false;
+  private unread: { since: string; lastError: string } | null;
+  private conflicted = false;
   last: { generation: number; etag: string | null; bytes: number; ms: number; at: string } | null = null;
 
   constructor(private readonly opts: GateOptions) {
+    this.unread = opts.unread ?? null;
     this.changes = trackChanges(opts.db);
     this.installation = (opts.db.prepare("SELECT value FROM meta WHERE key = 'instance'").pluck().get() as string | undefined) ?? '';
   }
@@ -68,6 +77,11 @@ export class BucketGate implements StateGate {
 
   get waiting(): boolean {
     return this.quorum !== null;
+  }
+
+  /** the bucket has not been read since start-up (what GET /readyz reports), or null */
+  get unreadState(): { since: string; lastError: string } | null {
+    return this.unread;
   }
 
   get fenced(): boolean {
@@ -92,6 +106,11 @@ export class BucketGate implements StateGate {
       this.throwIfFenced();
       if (opts.signal?.aborted) throw e;
       const why = e instanceof Error ? e.message : String(e);
+      if (this.unread && !this.conflicted) {
+        this.unread.lastError = why;
+        this.opts.log.warn({ err: why }, 'the bucket still does not answer since start-up: acting from the local database without a copy');
+        return;
+      }
       if (opts.strict) throw new AppError('S3_ERROR', `the state could not be copied to the bucket before acting, so nothing was done: ${why}`);
       this.opts.log.warn({ err: why }, 'the state could not be copied to the bucket before a compensation or a clean-up: it acts all the same');
     }
@@ -147,6 +166,7 @@ export class BucketGate implements StateGate {
   private async shipOnce(): Promise<void> {
     const { db, store, log } = this.opts;
     const t0 = Date.now();
+    this.conflicted = false;
     const head = await store.head();
     this.judge(head);
     const generation = Math.max(localGeneration(db), head?.generation ?? 0) + 1;
@@ -160,11 +180,16 @@ export class BucketGate implements StateGate {
       put = await store.put(body, { generation, writer: this.writer, installation: this.installation }, { etag: head?.etag ?? null });
     } catch (e) {
       if (!(e instanceof StateConflict)) throw e;
+      this.conflicted = true;
       // someone wrote between our read and our write: a newer generation fences us, an older one is overwritten next time
       this.judge(await store.head(), generation);
       throw new AppError('S3_ERROR', `another process wrote ${store.key} at the same moment: the copy is made again`);
     }
     this.shipped = Math.max(this.shipped, from);
+    if (this.unread) {
+      log.info({ generation, unreadSince: this.unread.since }, 'state copy: the bucket answers again: the copy is written and steps wait for it again');
+      this.unread = null;
+    }
     this.last = { generation, etag: put.etag, bytes: body.length, ms: Date.now() - t0, at: new Date().toISOString() };
     log.debug({ generation, bytes: body.length, ms: this.last.ms, conditional: store.conditional }, 'state copied to the bucket');
   }
@@ -173,6 +198,12 @@ export class BucketGate implements StateGate {
   private judge(head: StateHead | null, mine = localGeneration(this.opts.db)): void {
     if (!head || head.writer === this.writer) return;
     if (this.opts.base && head.etag !== null && head.etag === this.opts.base.etag) return;
+    // started unread from the local database: the bucket's copy at our generation or older is the one we
+    // wrote last (or an older process's); it is the base, as if read at start-up. A newer one fences below.
+    if (this.unread && head.generation <= mine) {
+      if (!this.opts.base) this.opts.base = head;
+      return;
+    }
     if (head.generation < mine) return; // an older process: our next copy supersedes it, and its next check fences it
     const message =
       `another swarm-utils instance took over: the state copy ${this.opts.store.key} in the bucket is at generation ${head.generation} ` +

@@ -25,6 +25,28 @@ export interface Takeover {
   base: StateHead | null;
   /** set when the bucket's copy replaced the local database */
   restored: { generation: number; at: string; from: string } | null;
+  /** set when the bucket did not answer within the start timeout and the local database was used unread */
+  unread?: { since: string; lastError: string };
+}
+
+/** what start-up waits for while the bucket does not answer (GET /readyz) */
+export interface BucketWait {
+  since: string;
+  lastError: string;
+  /** a local database exists: after `untilMs` start-up goes on from it; without one it waits on */
+  haveLocal: boolean;
+}
+
+export interface TakeoverOptions {
+  dbPath: string;
+  store: StateStore;
+  log: Logger;
+  /** with a local database, how long the bucket is waited for (SWARM_UTILS_STATE_COPY_START_TIMEOUT) */
+  readBucketMs?: number;
+  /** called at each failed read of the bucket */
+  onWait?(wait: BucketWait): void;
+  /** how long between reads of the bucket (2 s) */
+  retryMs?: number;
 }
 
 interface Local {
@@ -56,11 +78,12 @@ export function inspectLocal(dbPath: string, log?: Logger): Local | null {
   }
 }
 
-export async function takeOver(opts: { dbPath: string; store: StateStore; log: Logger; readBucketMs?: number }): Promise<Takeover> {
+export async function takeOver(opts: TakeoverOptions): Promise<Takeover> {
   const { dbPath, store, log } = opts;
   const local = inspectLocal(dbPath, log);
-  const head = await readHead(store, log, opts.readBucketMs ?? READ_BUCKET_MS, local !== null);
-  if (head === undefined) return { base: null, restored: null };
+  const read = await readHead(opts, local !== null);
+  if ('unread' in read) return { base: null, restored: null, unread: read.unread };
+  const head = read.head;
   if (!head) {
     log.info({ key: store.key, localGeneration: local?.generation ?? 0 }, 'state copy: the bucket holds none yet; starting from the local database');
     return { base: null, restored: null };
@@ -79,30 +102,46 @@ export async function takeOver(opts: { dbPath: string; store: StateStore; log: L
   return restore(opts, local, head);
 }
 
-/** undefined: the bucket could not be read, and the local database is used (the first copy checks again) */
-async function readHead(store: StateStore, log: Logger, ms: number, haveLocal: boolean): Promise<StateHead | null | undefined> {
-  const end = Date.now() + ms;
+/**
+ * The bucket's head. It does not answer: with a local database, start-up goes on from it after
+ * `readBucketMs` (the first copy checks the bucket again); without one (another manager's jobs could be
+ * in the bucket) it waits until the bucket answers, however long, while the API says so (503).
+ */
+async function readHead(opts: TakeoverOptions, haveLocal: boolean): Promise<{ head: StateHead | null } | { unread: { since: string; lastError: string } }> {
+  const { store, log } = opts;
+  const since = new Date();
+  const end = since.getTime() + (opts.readBucketMs ?? READ_BUCKET_MS);
   let logged = false;
   for (;;) {
     try {
-      return await store.head();
+      const head = await store.head();
+      if (logged) log.info('state copy: the bucket answers');
+      return { head };
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      if (Date.now() >= end) {
-        if (haveLocal) {
-          log.error({ err: why }, 'state copy: the bucket cannot be read; starting from the local database (nothing acts before a copy succeeds)');
-          return undefined;
-        }
-        throw new AppError('S3_ERROR', `the local database is missing and the bucket's state copy cannot be read, so another manager's jobs could be lost: ${why}`);
+      opts.onWait?.({ since: since.toISOString(), lastError: why, haveLocal });
+      if (haveLocal && Date.now() >= end) {
+        log.error(
+          { err: why, waitedMs: Date.now() - since.getTime() },
+          'state copy: the bucket cannot be read; starting from the local database unread (updates and cleans run; backups, restores and drills fail until S3 answers; the copy resumes when it does)',
+        );
+        return { unread: { since: since.toISOString(), lastError: why } };
       }
-      if (!logged) log.warn({ err: why }, 'state copy: the bucket cannot be read yet: trying again');
+      if (!logged) {
+        log.warn(
+          { err: why },
+          haveLocal
+            ? 'state copy: the bucket cannot be read yet: trying again until the start timeout, then starting from the local database'
+            : 'state copy: the bucket cannot be read and there is no local database: waiting for it (jobs are refused with 503 STATE_COPY_UNAVAILABLE meanwhile)',
+        );
+      }
       logged = true;
-      await sleep(2_000);
+      await sleep(opts.retryMs ?? 2_000);
     }
   }
 }
 
-async function restore(opts: { dbPath: string; store: StateStore; log: Logger }, local: Local | null, seen: StateHead): Promise<Takeover> {
+async function restore(opts: TakeoverOptions, local: Local | null, seen: StateHead): Promise<Takeover> {
   const { dbPath, store, log } = opts;
   const got = await store.get();
   if (!got) throw new AppError('S3_ERROR', `the state copy ${store.key} disappeared while it was read: start again`);

@@ -81,7 +81,7 @@ describe('loadConfig: defaults', () => {
       backupRetentionDays: null,
       logLevel: 'info',
       shutdownTimeoutMs: 30_000,
-      stateCopy: { enabled: true, intervalMs: 5_000 },
+      stateCopy: { enabled: true, intervalMs: 5_000, startTimeoutMs: 30_000 },
       backupEnv: {},
       notify: { url: null, on: 'failure', format: 'json' },
       queryToken: true,
