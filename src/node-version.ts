@@ -1,4 +1,4 @@
-/** The Node major swarm-utils is built and tested on (README "Node version"; Dockerfile: node:24-bookworm-slim). */
+/** The Node major swarm-utils is built and tested on (CONTRIBUTING.md "Node version"; Dockerfile: node:24-bookworm-slim). */
 export const MIN_NODE_MAJOR = 24;
 
 /**
@@ -11,6 +11,6 @@ export function exitOnOldNode(
 ): void {
   const major = Number(version.split('.')[0]);
   if (major >= MIN_NODE_MAJOR) return;
-  write(`swarm-utils: needs Node.js ${MIN_NODE_MAJOR} or newer (this is v${version}); see the README, "Node version"`);
+  write(`swarm-utils: needs Node.js ${MIN_NODE_MAJOR} or newer (this is v${version}); see CONTRIBUTING.md, "Node version"`);
   process.exit(1);
 }

@@ -1,6 +1,6 @@
 /**
  * A job taken over from the bucket's copy of the database has no credentials: the copy keeps only the
- * names of what it left out (README "Losing its manager"). A step that reads one of them fails with a
+ * names of what it left out (docs/internals.md "Losing its manager"). A step that reads one of them fails with a
  * clear error instead of going on without it (or with other credentials); steps that need none go on.
  */
 import { AppError } from '../errors.js';
@@ -15,7 +15,7 @@ export function guardOmitted(job: JobRow): JobRow {
     throw new AppError(
       'UNSUPPORTED',
       `this job's credentials (${name}) were not kept in the bucket's copy of the database, and the manager that ran it was lost: ` +
-        'the instance that took it over has none (README "Losing its manager"); submit the job again',
+        'the instance that took it over has none (docs/internals.md "Losing its manager"); submit the job again',
     );
   };
   const secrets = new Proxy({} as Record<string, unknown>, {

@@ -1,12 +1,12 @@
 /**
- * The README's CI snippets, run as written: each block marked `<!-- tested: NAME -->` is taken out
- * of README.md, its YAML parsed, and its script run the way its CI system runs it (GitHub Actions:
+ * The documentation's CI snippets, run as written: each block marked `<!-- tested: NAME -->` is taken out
+ * of README.md, CONTRIBUTING.md or docs/*.md (the CI snippets are in docs/api.md), its YAML parsed, and its script run the way its CI system runs it (GitHub Actions:
  * `bash --noprofile --norc -eo pipefail`; GitLab CI on alpine: BusyBox `sh`) with only the variables
  * the job defines, against a swarm-utils server on the test swarm that updates a real service. The
  * waiting jobs also run through a proxy that answers polls with its own 504, as a proxy cutting a
  * long request would: they must still report the job's outcome and never submit it twice.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,11 +31,17 @@ interface Snippet {
   text: string;
 }
 
-/** the marked blocks of README.md */
+/** every documentation page: README.md, CONTRIBUTING.md and docs/*.md */
+function pages(): string[] {
+  const docs = readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => path.join('docs', f));
+  return ['README.md', 'CONTRIBUTING.md', ...docs].filter((f) => existsSync(path.join(ROOT, f)));
+}
+
+/** the marked blocks of every page; a name marked twice is an error */
 function snippets(): Map<string, Snippet> {
-  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const out = new Map<string, Snippet>();
-  for (const m of readme.matchAll(/<!-- tested: ([a-z-]+)[^>]*-->\n```(\w+)\n([\s\S]*?)\n```/g)) {
+  for (const page of pages()) for (const m of readFileSync(path.join(ROOT, page), 'utf8').matchAll(/<!-- tested: ([a-z-]+)[^>]*-->\n```(\w+)\n([\s\S]*?)\n```/g)) {
+    expect(out.has(m[1]!), `${m[1]} is marked twice`).toBe(false);
     out.set(m[1]!, { name: m[1]!, lang: m[2]!, text: m[3]! });
   }
   return out;
@@ -137,7 +143,7 @@ afterAll(async () => {
 const WAITING = { 'github-wait': githubScript, 'gitlab-wait': gitlabScript } as const;
 const ASYNC = { 'github-async': githubScript, 'gitlab-async': gitlabScript } as const;
 
-describe("the README's CI snippets, run as written", () => {
+describe("the documentation's CI snippets, run as written", () => {
   it('marks every CI snippet, and each is valid YAML defining the variables it reads', () => {
     const all = snippets();
     expect([...all.keys()].sort()).toEqual(['github-async', 'github-wait', 'gitlab-async', 'gitlab-wait', 'shell-examples']);

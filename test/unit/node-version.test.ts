@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { exitOnOldNode } from '../../src/node-version.js';
 
-describe('exitOnOldNode (README "Node version")', () => {
+describe('exitOnOldNode (CONTRIBUTING.md "Node version")', () => {
   it('exits 1 with one clear line on Node 20, before better-sqlite3 could crash', () => {
     const exit = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => {
       throw new Error(`exit ${code}`);
@@ -9,7 +9,7 @@ describe('exitOnOldNode (README "Node version")', () => {
     const lines: string[] = [];
     try {
       expect(() => exitOnOldNode('20.20.2', (l) => lines.push(l))).toThrow('exit 1');
-      expect(lines).toEqual(['swarm-utils: needs Node.js 24 or newer (this is v20.20.2); see the README, "Node version"']);
+      expect(lines).toEqual(['swarm-utils: needs Node.js 24 or newer (this is v20.20.2); see CONTRIBUTING.md, "Node version"']);
     } finally {
       exit.mockRestore();
     }
