@@ -5,7 +5,7 @@ import { type Logger, createLogger } from './log.js';
 import { BucketGate } from './state/gate.js';
 import { copyDir } from './state/snapshot.js';
 import { type StateStore, createStateStore } from './state/store.js';
-import { takeOver } from './state/takeover.js';
+import { SchemaTooNew, checkLocalSchema, takeOver } from './state/takeover.js';
 import { CALL_TIMEOUT_MS, createDockerPort } from './swarm/dockerode.js';
 import { Worker } from './engine/worker.js';
 import { JOB_KINDS } from './jobs/index.js';
@@ -67,6 +67,14 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   }
+  // a database written by a newer version (a rollback): refused before it is opened, migrated or replaced
+  try {
+    checkLocalSchema(config.dbPath);
+  } catch (e) {
+    if (!(e instanceof SchemaTooNew)) throw e;
+    process.stderr.write(`swarm-utils: ${e.message}\n`);
+    process.exit(2);
+  }
   // README "Losing its manager": a missing or older local database is replaced by the bucket's copy first
   const store = stateStoreOf(config, log);
   // while the bucket is read the port answers already: /healthz, /readyz naming the wait, 503 for jobs
@@ -74,6 +82,10 @@ async function main(): Promise<void> {
   const takeover = store
     ? await takeOver({ dbPath: config.dbPath, store, log, readBucketMs: config.stateCopy.startTimeoutMs, onWait: (w) => starting?.waiting(w) }).catch(async (e: unknown) => {
         await starting?.close();
+        if (e instanceof SchemaTooNew) {
+          process.stderr.write(`swarm-utils: ${e.message}\n`);
+          process.exit(2);
+        }
         throw e;
       })
     : null;

@@ -9,6 +9,25 @@ export type Db = Database.Database;
 /** migrations/ sits at the repository (or image) root, two levels above src/db and dist/db */
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
+/** the highest migration this build has: the schema version it writes (and the newest it can read) */
+export function knownSchemaVersion(dir = MIGRATIONS_DIR): number {
+  let max = 0;
+  for (const f of fs.readdirSync(dir)) if (/^\d+_.*\.sql$/.test(f)) max = Math.max(max, Number.parseInt(f, 10));
+  return max;
+}
+
+/** the schema version of a database file (its highest applied migration); 0 when it has none or is missing */
+export function schemaVersionOf(file: string): number {
+  if (file === ':memory:' || !fs.existsSync(file) || fs.statSync(file).size === 0) return 0;
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").pluck().get() === 1;
+    return has ? ((db.prepare('SELECT MAX(version) FROM schema_migrations').pluck().get() as number | null) ?? 0) : 0;
+  } finally {
+    db.close();
+  }
+}
+
 export function openDb(file: string): Db {
   if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const db = new Database(file);

@@ -10,6 +10,8 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { S3_CALL_TIMEOUT_MS, lazyS3Client, s3Endpoint } from '../s3.js';
 
+import { knownSchemaVersion } from '../db/index.js';
+
 export const STATE_OBJECT = '.swarm-utils/state.db.gz';
 
 /** what the object's metadata says */
@@ -19,6 +21,8 @@ export interface StateHead {
   writer: string;
   /** the installation id of the database (migrations/0002_meta.sql) */
   installation: string;
+  /** the schema version (highest migration) of the build that wrote it; 0 for copies written before 1.0.0 */
+  schema?: number;
   etag: string | null;
   size: number;
 }
@@ -27,6 +31,8 @@ export interface StateMeta {
   generation: number;
   writer: string;
   installation: string;
+  /** the writer's schema version: an older build refuses a newer copy (docs/upgrading.md) */
+  schema?: number;
 }
 
 /** another writer changed the object since it was read: a conditional write was refused */
@@ -59,6 +65,7 @@ function headOf(meta: Record<string, string> | undefined, etag: string | undefin
     generation: Number.isSafeInteger(generation) && generation > 0 ? generation : 0,
     writer: meta?.writer ?? '',
     installation: meta?.installation ?? '',
+    schema: Number.isSafeInteger(Number(meta?.schema)) ? Number(meta?.schema) : 0,
     etag: etag ?? null,
     size: size ?? 0,
   };
@@ -121,7 +128,7 @@ export function createStateStore(s3: Config['s3']): StateStore {
           Key: key,
           Body: body,
           ContentType: 'application/gzip',
-          Metadata: { generation: String(meta.generation), writer: meta.writer, installation: meta.installation },
+          Metadata: { generation: String(meta.generation), writer: meta.writer, installation: meta.installation, schema: String(meta.schema ?? knownSchemaVersion()) },
         };
         const condition = expect.etag ? { IfMatch: expect.etag } : { IfNoneMatch: '*' };
         if (!refusesConditions) {

@@ -11,11 +11,34 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
+import { knownSchemaVersion, schemaVersionOf } from '../db/index.js';
+import { version } from '../version.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../engine/limits.js';
 import type { StateHead, StateStore } from './store.js';
 
 const gunzip = promisify(zlib.gunzip);
+
+/**
+ * A database or state copy written by a newer swarm-utils (its schema has migrations this build does not
+ * know): start-up stops with exit code 2 and this message, touching nothing (docs/upgrading.md "Rolling back").
+ */
+export class SchemaTooNew extends Error {
+  constructor(what: string, found: number, known: number) {
+    super(
+      `${what} has schema version ${found}, this swarm-utils ${version()} knows schema versions up to ${known}: ` +
+        'it was written by a newer swarm-utils. Deploy that version again, or roll back as docs/upgrading.md "Rolling back" says ' +
+        '(restore the copy of /data taken before the upgrade, and the state copy with it); nothing was changed',
+    );
+  }
+}
+
+/** the local database's schema is newer than this build's: SchemaTooNew, before it is opened or replaced */
+export function checkLocalSchema(dbPath: string): void {
+  const found = schemaVersionOf(dbPath);
+  const known = knownSchemaVersion();
+  if (found > known) throw new SchemaTooNew(`the database ${dbPath}`, found, known);
+}
 
 /** how long start-up tries to read the bucket before it gives up */
 export const READ_BUCKET_MS = 60_000;
@@ -84,6 +107,9 @@ export async function takeOver(opts: TakeoverOptions): Promise<Takeover> {
   const read = await readHead(opts, local !== null);
   if ('unread' in read) return { base: null, restored: null, unread: read.unread };
   const head = read.head;
+  // a copy written by a newer build (a rollback to an older image): refused before anything is replaced
+  const known = knownSchemaVersion();
+  if (head && (head.schema ?? 0) > known) throw new SchemaTooNew(`the state copy ${store.key} in the bucket`, head.schema ?? 0, known);
   if (!head) {
     log.info({ key: store.key, localGeneration: local?.generation ?? 0 }, 'state copy: the bucket holds none yet; starting from the local database');
     return { base: null, restored: null };

@@ -36,12 +36,14 @@ async function freePort(): Promise<number> {
 }
 
 /** the real server (`src/main.ts`) as a child process, so a test can kill -9 it and start it again on the same database */
-export async function startServer(env: Record<string, string> = {}, opts: { dbPath?: string; port?: number } = {}): Promise<RunningServer> {
+/** `root`: another checkout of swarm-utils to run (test/cluster/schema-refusal.test.ts runs a "newer" build) */
+export async function startServer(env: Record<string, string> = {}, opts: { dbPath?: string; port?: number; root?: string } = {}): Promise<RunningServer> {
   const port = opts.port ?? (await freePort());
   const dbPath = opts.dbPath ?? tempDbPath();
   let out = '';
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
-    cwd: ROOT,
+  const root = opts.root ?? ROOT;
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/main.ts')], {
+    cwd: root,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       SWARM_UTILS_PORT: String(port),
