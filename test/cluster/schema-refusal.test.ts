@@ -51,7 +51,7 @@ async function headOf(): Promise<{ etag: string; schema: string } | null> {
 async function exitMessage(e: Record<string, string>, dbPath: string): Promise<string> {
   let s: RunningServer;
   try {
-    s = await startServer(e, { dbPath });
+    s = await startServer(e, { dbPath, early: true });
   } catch (err) {
     return (err as Error).message;
   }

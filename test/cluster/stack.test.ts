@@ -256,7 +256,7 @@ describe('production deployment: the image + swarm-stack.yml through docker stac
     // ready: the database on /data is writable and the manager answers through the mounted socket
     const ready = await api('GET', '/readyz');
     expect(ready.status, JSON.stringify(ready.json)).toBe(200);
-    expect(ready.json.checks).toEqual({ database: { ok: true }, docker: { ok: true } });
+    expect(ready.json.checks).toEqual({ database: { ok: true }, docker: { ok: true }, stateCopy: { ok: true } });
     expect((await execIn(containerId, ['ls', '/data'])).output).toContain('swarm-utils.db');
 
     // the image's HEALTHCHECK passes in the deployed container (swarm runs it only after 30 s)

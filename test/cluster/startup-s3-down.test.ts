@@ -47,7 +47,7 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 async function server(e: Record<string, string>, opts: { dbPath?: string } = {}): Promise<RunningServer> {
-  const s = await startServer(e, opts);
+  const s = await startServer(e, { ...opts, early: true });
   servers.push(s);
   return s;
 }
