@@ -120,15 +120,21 @@ function splitList(text: string): string[] {
     .filter((item) => item !== '');
 }
 
-function parseCron(text: string): string | Problem {
+/** why `text` is not a cron expression of 5 or 6 fields, null when it is one (also for the `*.cron` labels) */
+export function cronProblem(text: string): string | null {
   try {
     // paused and without a callback: croner only parses the pattern, nothing gets scheduled
     new Cron(text, { paused: true, mode: '5-or-6-parts' }).stop();
-    return text;
+    return null;
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    return new Problem(`not a valid cron expression of 5 or 6 fields (got ${quote(text)}): ${reason}`);
+    return `not a valid cron expression of 5 or 6 fields (got ${quote(text)}): ${reason}`;
   }
+}
+
+function parseCron(text: string): string | Problem {
+  const problem = cronProblem(text);
+  return problem === null ? text : new Problem(problem);
 }
 
 function parseTimeZone(text: string): string | Problem {

@@ -155,6 +155,7 @@ async function main(): Promise<void> {
     metrics,
     waitLimitMs: config.lockTimeoutMs + config.lockMaxOccupationMs + 30_000,
     config,
+    listServices: () => docker.listServices(),
     ready: async () => {
       const dbOk = isWritable(db);
       let dockerCheck: { ok: boolean; message?: string };

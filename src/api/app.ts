@@ -19,6 +19,7 @@ import type { BackupsService } from './backups-service.js';
 import { version } from '../version.js';
 import type { Config } from '../config.js';
 import { overviewRoutes } from './routes/overview.js';
+import type { ServiceInfo } from '../swarm/port.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -45,6 +46,8 @@ export interface AppDeps {
   waitLimitMs: number;
   /** summarised by GET /status */
   config: Config;
+  /** GET /status: the services whose schedules and offen labels it reports */
+  listServices?: () => Promise<ServiceInfo[]>;
 }
 
 export const BODY_LIMIT = 64 * 1024;
@@ -92,7 +95,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
   await app.register(statusRoutes, { status: d.status, metrics: d.metrics });
   await app.register(servicesRoutes, { services: d.services });
   await app.register(backupsRoutes, { backups: d.backups });
-  await app.register(overviewRoutes, { config: d.config });
+  await app.register(overviewRoutes, { config: d.config, ...(d.listServices ? { listServices: d.listServices } : {}) });
   await app.register(consoleRoutes);
   // like every route but the health checks and the console's page, it needs a token that grants something (README, Authorization)
   app.get('/docs', { config: { auth: true }, schema: { hide: true } }, async () => app.swagger());

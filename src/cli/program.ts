@@ -11,7 +11,7 @@ import { CliError, EXIT, type ExitCode, usage } from './exit.js';
 import { ApiError, query } from './client.js';
 import type { Io } from './io.js';
 import { type WaitOpts, cancelJob, jobLogs, listJobs, showJob, submit, waitFor } from './jobs.js';
-import { configCheck, listBackups, listServices, serviceStatus, versions } from './views.js';
+import { configCheck, listBackups, listServices, migrateFromOffen, schedules, serviceStatus, versions } from './views.js';
 
 const HELP_WIDTH = 100;
 
@@ -211,6 +211,16 @@ function buildProgram(io: Io): Built {
         return serviceStatus(ctx, service, o.logs === undefined ? undefined : Number(o.logs));
       }),
     );
+
+  program
+    .command('schedules')
+    .description("the common cron run and every service's own schedule (swarm-utils.backup.cron, drill.cron) with the next run (admin token)")
+    .action(act(async (ctx) => schedules(ctx)));
+
+  program
+    .command('migrate-from-offen')
+    .description('the offen/docker-volume-backup labels on the services and the swarm-utils label to use instead; exit 1 while one is left to migrate (admin token)')
+    .action(act(async (ctx) => migrateFromOffen(ctx)));
 
   const config = program.command('config').description("the service's configuration");
   config

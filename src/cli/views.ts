@@ -132,3 +132,51 @@ export function configCheck(io: Io, json: boolean): ExitCode {
   io.stdout.write(`${lines.join('\n')}\n`);
   return EXIT.ok;
 }
+
+interface Overview {
+  schedules: {
+    common: { expr: string; tz: string; clean: boolean; backup: boolean; drill: boolean; next: string | null };
+    services: { service: string; kind: string; expr: string; active: boolean; reason: string | null; next: string | null }[] | null;
+  };
+  offenLabels: { service: string; on: string; label: string; value?: string; use: string | null; note: string; migrated: boolean }[] | null;
+  swarmError?: string;
+}
+
+const at = (iso: string | null): string => iso?.replace(/\.\d{3}Z$/, 'Z') ?? '';
+
+/** the common cron run and every service's own schedule with its next run (GET /status, admin token) */
+export async function schedules(ctx: Ctx): Promise<ExitCode> {
+  const r = await ctx.client.call('GET', '/status');
+  if (ctx.json) return (ctx.out.write(`${JSON.stringify((r.json as Overview).schedules)}\n`), EXIT.ok);
+  const { schedules: s, swarmError } = r.json as Overview;
+  const c = s.common;
+  const does = ['clean', 'backup', 'drill'].filter((k) => c[k as 'clean' | 'backup' | 'drill']);
+  const rows = [['(common run)', does.join(',') || 'off', c.expr, c.next ? at(c.next) : '-', '']];
+  for (const x of s.services ?? []) rows.push([x.service, x.kind, x.expr, x.active ? at(x.next) : '-', x.reason ?? '']);
+  ctx.out.write(table(['SERVICE', 'RUNS', 'EXPRESSION', `NEXT (${c.tz})`, 'NOT IN EFFECT BECAUSE'], rows));
+  if (swarmError) ctx.err.write(`swarm-utils: ${swarmError}\n`);
+  return EXIT.ok;
+}
+
+/** the offen labels on the swarm and the swarm-utils label to use (GET /status); exit 1 while one is left to migrate */
+export async function migrateFromOffen(ctx: Ctx): Promise<ExitCode> {
+  const r = await ctx.client.call('GET', '/status');
+  const { offenLabels, swarmError } = r.json as Overview;
+  if (offenLabels === null) {
+    ctx.err.write(`swarm-utils: ${swarmError ?? 'the server could not list the services'}\n`);
+    return EXIT.failed;
+  }
+  const left = offenLabels.filter((l) => l.use !== null && !l.migrated);
+  if (ctx.json) ctx.out.write(`${JSON.stringify(offenLabels)}\n`);
+  else if (!offenLabels.length) ctx.out.write('no offen label on any service or its containers\n');
+  else {
+    ctx.out.write(
+      table(
+        ['SERVICE', 'ON', 'OFFEN LABEL', 'USE INSTEAD', 'DONE', 'NOTE'],
+        offenLabels.map((l) => [l.service, l.on, l.value === undefined ? l.label : `${l.label}=${l.value}`, l.use ?? '-', l.use === null ? '-' : l.migrated ? 'yes' : 'no', l.note]),
+      ),
+    );
+    ctx.out.write(left.length ? `${left.length} offen label(s) still to migrate (docs/migrating-from-offen.md)\n` : 'every offen label is migrated or has no equivalent\n');
+  }
+  return left.length ? EXIT.failed : EXIT.ok;
+}

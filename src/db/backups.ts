@@ -49,19 +49,19 @@ export function recordedCounts(db: Db, key: string): { files: number; bytes: num
 /** the archives `{node, volume, key, size, files?, bytes?}` a succeeded backup of `service` under the `all` job `parentId` made */
 export function archivesOfChild(db: Db, parentId: number, service: string): { node: string; volume: string; key: string; size?: number; files?: number; bytes?: number }[] {
   const raw = db
-    .prepare("SELECT result FROM jobs WHERE parent_id = ? AND type = 'backup' AND target_kind = 'service' AND target = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1")
+    .prepare("SELECT result FROM jobs WHERE (parent_id = ? OR id = ?) AND type = 'backup' AND target_kind = 'service' AND target = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1")
     .pluck()
-    .get(parentId, service) as string | null | undefined;
+    .get(parentId, parentId, service) as string | null | undefined;
   const archives = raw ? (JSON.parse(raw) as { archives?: unknown }).archives : undefined;
   return Array.isArray(archives) ? (archives as ReturnType<typeof archivesOfChild>) : [];
 }
 
-/** services whose backup under the `all` job `parentId` succeeded */
+/** services whose backup under the `all` job `parentId` succeeded (or the service of backup job `parentId`, when it did) */
 export function succeededChildServices(db: Db, parentId: number): string[] {
   return db
-    .prepare("SELECT DISTINCT target FROM jobs WHERE parent_id = ? AND type = 'backup' AND target_kind = 'service' AND state = 'succeeded' ORDER BY target")
+    .prepare("SELECT DISTINCT target FROM jobs WHERE (parent_id = ? OR id = ?) AND type = 'backup' AND target_kind = 'service' AND state = 'succeeded' ORDER BY target")
     .pluck()
-    .all(parentId) as string[];
+    .all(parentId, parentId) as string[];
 }
 
 /** the file count and bytes a job recorded for an archive (staged backups record them) */

@@ -29,7 +29,28 @@ export function cronRuns(db: Db, limit = 50): CronRun[] {
     .all(limit) as CronRun[];
 }
 
-/** cron jobs not yet ended: a firing while one of them runs is skipped */
-export function unfinishedCronJobs(db: Db): number[] {
-  return db.prepare("SELECT id FROM jobs WHERE source = 'cron' AND state IN ('queued', 'running')").pluck().all() as number[];
+/**
+ * Cron jobs not yet ended: a firing while one of them runs is skipped. `all`: the jobs of the common run
+ * (params.common, src/scheduler.ts); otherwise the `type` jobs of one service's own schedule.
+ */
+export function unfinishedCronJobs(db: Db, of: { all: true } | { type: string; service: string }): number[] {
+  if ('all' in of) {
+    return db
+      .prepare("SELECT id FROM jobs WHERE source = 'cron' AND state IN ('queued', 'running') AND json_extract(params, '$.common') = 1")
+      .pluck()
+      .all() as number[];
+  }
+  return db
+    .prepare("SELECT id FROM jobs WHERE source = 'cron' AND state IN ('queued', 'running') AND type = ? AND target_kind = 'service' AND target = ?")
+    .pluck()
+    .all(of.type, of.service) as number[];
+}
+
+/** the jobs recorded for a slot, null when the slot was not fired */
+export function slotJobs(db: Db, slot: string): { cleanJobId: number | null; backupJobId: number | null } | null {
+  return (
+    (db.prepare('SELECT clean_job_id AS cleanJobId, backup_job_id AS backupJobId FROM cron_runs WHERE slot = ?').get(slot) as
+      | { cleanJobId: number | null; backupJobId: number | null }
+      | undefined) ?? null
+  );
 }

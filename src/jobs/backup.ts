@@ -10,6 +10,7 @@ import { RETENTION, retention } from './backup/retention.js';
 import { L, flag } from './labels.js';
 import { grants } from './tokens.js';
 import { requesterKey } from '../db/meta.js';
+import { hasOwnSchedule } from '../schedules.js';
 
 /**
  * backup of one service (README "How jobs run", "Backups: staging"), on the tasks taken at the start:
@@ -56,8 +57,11 @@ export const backupKind: JobKind & SubmitCheck = {
   allTargets: async (deps, grant) => {
     const services = await deps.docker.listServices();
     const key = requesterKey(deps.db);
+    // the common cron run leaves out the services backed up on a schedule of their own
+    const common = (grant.params as { common?: unknown } | undefined)?.common === true;
     return services
       .filter((s) => flag(s.labels, L.backupEnable, false) && grants(s.labels[L.backupToken], grant.tokenHash, key))
+      .filter((s) => !common || !hasOwnSchedule(s, 'backup', deps.config))
       .map((s): Target => ({ kind: 'service', name: s.name }));
   },
 };

@@ -7,6 +7,7 @@ import { L, flag } from './labels.js';
 import { s3Refusal } from './restore/backup-phases.js';
 import { isOffenKey, pickArchive, pickVolume, volumesOf } from './restore/plan.js';
 import { grants } from './tokens.js';
+import { hasOwnSchedule } from '../schedules.js';
 
 /** `swarm-utils.restore.token` grants restores and drills (README "Authorization") */
 export const RESTORE_TOKEN = 'swarm-utils.restore.token';
@@ -42,7 +43,13 @@ export const drillKind: JobKind & SubmitCheck = {
   allTargets: async (deps, grant) => {
     const fromJob = DrillParams.parse(grant.params ?? {}).fromJob;
     // a cron drill: the services whose backup in that run succeeded, each drilling what it made
-    if (fromJob !== undefined) return succeededChildServices(deps.db, fromJob).map((name): Target => ({ kind: 'service', name }));
+    if (fromJob !== undefined) {
+      const made = succeededChildServices(deps.db, fromJob);
+      // the common run's drill leaves out the services drilled on a schedule of their own
+      if ((grant.params as { common?: unknown } | undefined)?.common !== true) return made.map((name): Target => ({ kind: 'service', name }));
+      const own = new Set((await deps.docker.listServices()).filter((s) => hasOwnSchedule(s, 'drill', deps.config)).map((s) => s.name));
+      return made.filter((name) => !own.has(name)).map((name): Target => ({ kind: 'service', name }));
+    }
     const services = await deps.docker.listServices();
     const key = requesterKey(deps.db);
     return services

@@ -10,6 +10,10 @@ export const L = {
   backupVolumes: 'swarm-utils.backup.volume-list',
   backupToken: 'swarm-utils.backup.token',
   backupRetentionDays: 'swarm-utils.backup.retention-days',
+  /** the service's own backup schedule, instead of SWARM_UTILS_CRON_EXPR (src/schedules.ts) */
+  backupCron: 'swarm-utils.backup.cron',
+  /** the service's own drill schedule, instead of a drill after each cron backup */
+  drillCron: 'swarm-utils.drill.cron',
   restoreToken: 'swarm-utils.restore.token',
   /** `false`: a stop=true backup archives in place while stopped (no staging copy) */
   backupStage: 'swarm-utils.backup.stage',

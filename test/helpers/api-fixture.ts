@@ -78,6 +78,7 @@ export async function apiFixture(opts: {
     ready: async () => ({ ok: true, checks: {} }),
     waitLimitMs: opts.waitLimitMs ?? 5000,
     config,
+    listServices: () => docker.listServices(),
   });
   return {
     app,

@@ -55,7 +55,7 @@ describe('cron drill', () => {
     const deps = makeDeps(openDb(tempDbPath()), fakeDocker(), testConfig({ SWARM_UTILS_IS_CRON_BACKUP: 'true', SWARM_UTILS_IS_CRON_DRILL: 'true', ...S3 }));
     const run = fire(deps, '2026-01-01T03:00:00.000Z')!;
     const drill = getJob(deps.db, run.drill!)!;
-    expect([drill.type, drill.targetKind, drill.source, drill.dependsOn, drill.params]).toEqual(['drill', 'all', 'cron', run.backup, { fromJob: run.backup }]);
+    expect([drill.type, drill.targetKind, drill.source, drill.dependsOn, drill.params]).toEqual(['drill', 'all', 'cron', run.backup, { fromJob: run.backup, common: true }]);
     // the archives of the succeeded children of that backup are what the drill children take
     const db = deps.db;
     const child = (service: string, state: 'succeeded' | 'failed') => {
