@@ -108,9 +108,10 @@ function secretsOf(config: Deps['config']): string[] {
 
 /** why an attempt failed, in words that hold nothing of the URL */
 function describe(e: unknown, timeoutMs: number): string {
-  const err = e as { name?: string; cause?: { code?: string; name?: string } } | null;
+  const err = e as { name?: string; code?: string; cause?: { code?: string; name?: string } } | null;
   if (err?.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
-  return err?.cause?.code ?? err?.cause?.name ?? err?.name ?? 'request failed';
+  // nodemailer's errors carry a code (EAUTH, ECONNECTION …) and a message that may quote the server: only the code
+  return err?.cause?.code ?? err?.cause?.name ?? (typeof err?.code === 'string' ? err.code : undefined) ?? err?.name ?? 'request failed';
 }
 
 export function createNotifier(deps: Pick<Deps, 'db' | 'log' | 'config'>, opts: NotifierOptions = {}): Notifier {

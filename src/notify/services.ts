@@ -178,6 +178,9 @@ export function parseService(raw: string, format: 'json' | 'slack' = 'json'): Se
         host: u.hostname,
         port,
         secure: encryption === 'implicittls' || encryption === 'ssl' || (encryption === 'auto' && port === 465),
+        connectionTimeout: 10_000,
+        greetingTimeout: 10_000,
+        socketTimeout: 10_000,
         ignoreTLS: encryption === 'none' || (startTls !== null && !truthy(startTls)),
         ...(u.username && auth !== 'none' ? { auth: { user: dec(u.username), pass: dec(u.password) } } : {}),
       });
