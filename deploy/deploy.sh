@@ -49,6 +49,7 @@ declare -A SECRET_OF=(
   [SWARM_UTILS_REGISTRY_USER]="swarm_utils_registry_user deploy/registry-secrets.yml"
   [SWARM_UTILS_REGISTRY_PASSWORD]="swarm_utils_registry_password deploy/registry-secrets.yml"
   [SWARM_UTILS_NOTIFY_URL]="swarm_utils_notify_url deploy/notify-secret.yml"
+  [SWARM_UTILS_NOTIFY_URLS]="swarm_utils_notify_urls deploy/notify-urls-secret.yml"
 )
 
 # --- the env file, read in a shell of its own (nothing of this one leaks in) -----------------------

@@ -6,6 +6,7 @@
  * failed, and every problem is one line that begins with the variable to fix.
  * Secret values never appear in a problem; non-secret values are quoted to help.
  */
+import { parseService } from './notify/services.js';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Cron } from 'croner';
@@ -25,6 +26,8 @@ export const SECRET_VARS = [
   'SWARM_UTILS_REGISTRY_PASSWORD',
   // a webhook URL often holds its token in the path or the query
   'SWARM_UTILS_NOTIFY_URL',
+  // shoutrrr-style URLs (offen's NOTIFICATION_URLS) hold tokens and passwords
+  'SWARM_UTILS_NOTIFY_URLS',
 ] as const satisfies readonly string[];
 
 /** variables that are not secret but also accept NAME_FILE (a certificate is easier to mount than to paste) */
@@ -221,6 +224,19 @@ function oneOf<T extends string>(values: readonly T[]) {
   };
 }
 
+/** SWARM_UTILS_NOTIFY_URLS: comma-separated (a comma inside a query such as to=a,b stays with its URL) */
+export function splitNotifyUrls(raw: string | null | undefined): string[] {
+  if (!raw?.trim()) return [];
+  const out: string[] = [];
+  for (const piece of raw.split(/[,\n]/)) {
+    const p = piece.trim();
+    if (!p) continue;
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p) || !out.length) out.push(p);
+    else out[out.length - 1] += `,${p}`;
+  }
+  return out;
+}
+
 /** The URL is a secret: a problem names what is wrong with it, never the URL or a part of it. */
 function notifyUrlProblem(url: string): string | null {
   let parsed: URL;
@@ -339,6 +355,7 @@ const fieldsSchema = z
     SWARM_UTILS_BACKUP_RETENTION_DAYS: envVar<number | null>(null, parseRetention),
     SWARM_UTILS_LOG_LEVEL: envVar('info', parseLogLevel),
     SWARM_UTILS_NOTIFY_URL: secretVar(),
+    SWARM_UTILS_NOTIFY_URLS: secretVar(),
     SWARM_UTILS_NOTIFY_ON: envVar<NotifyOn>('failure', oneOf(NOTIFY_ON)),
     SWARM_UTILS_NOTIFY_FORMAT: envVar<NotifyFormat>('json', oneOf(NOTIFY_FORMATS)),
     SWARM_UTILS_SHUTDOWN_TIMEOUT: intVar(30_000, 1_000, MAX_TIMER_MS),
@@ -397,6 +414,11 @@ function checkRules(fields: Fields, ctx: z.RefinementCtx<Fields>): void {
   const notifyUrl = fields.SWARM_UTILS_NOTIFY_URL;
   const notifyProblem = notifyUrl === null ? null : notifyUrlProblem(notifyUrl);
   if (notifyProblem) report('SWARM_UTILS_NOTIFY_URL', notifyProblem);
+  const notifyUrls = splitNotifyUrls(fields.SWARM_UTILS_NOTIFY_URLS);
+  notifyUrls.forEach((url, i) => {
+    const parsed = parseService(url);
+    if (typeof parsed === 'string') report('SWARM_UTILS_NOTIFY_URLS', `URL ${i + 1} ${parsed} (the value is a secret and is not shown)`);
+  });
   checkS3Transport(fields, invalid, report);
   const [execution, occupation] = ['SWARM_UTILS_LOCK_MAX_EXECUTION_TIME', 'SWARM_UTILS_LOCK_MAX_OCCUPATION_TIME'] as const;
   if (!invalid.has(execution) && !invalid.has(occupation) && fields[occupation] < fields[execution]) {
@@ -506,6 +528,8 @@ function toConfig(fields: Fields, inImage: boolean) {
     queryToken: fields.SWARM_UTILS_QUERY_TOKEN,
     notify: {
       url: fields.SWARM_UTILS_NOTIFY_URL?.trim() || null,
+      /** SWARM_UTILS_NOTIFY_URLS: shoutrrr-style URLs, each its own delivery target (src/notify/services.ts) */
+      urls: splitNotifyUrls(fields.SWARM_UTILS_NOTIFY_URLS),
       on: fields.SWARM_UTILS_NOTIFY_ON,
       format: fields.SWARM_UTILS_NOTIFY_FORMAT,
     },

@@ -5,6 +5,8 @@ import type { JobState } from './jobs.js';
 export interface NotificationRow {
   jobId: number;
   event: string;
+  /** the delivery target (migrations/0008_notification_targets.sql): 'notify-url' or a hash of the URL */
+  target: string;
   createdAt: number;
   attempts: number;
   nextAt: number;
@@ -13,6 +15,7 @@ export interface NotificationRow {
 interface RawNotification {
   job_id: number;
   event: string;
+  target: string;
   created_at: number;
   attempts: number;
   next_at: number;
@@ -21,17 +24,24 @@ interface RawNotification {
 const fromRaw = (r: RawNotification): NotificationRow => ({
   jobId: r.job_id,
   event: r.event,
+  target: r.target,
   createdAt: r.created_at,
   attempts: r.attempts,
   nextAt: r.next_at,
 });
 
-/** records an event to deliver; a second call for the same (job, event) changes nothing */
-export function insertNotification(db: Db, jobId: number, event: string, now = Date.now()): boolean {
+/** the targets as a SQL table expression (one column `target`), bound as parameters */
+const targetsSql = (targets: readonly string[]): string => `(SELECT ? AS target${' UNION ALL SELECT ?'.repeat(targets.length - 1)})`;
+
+/** records an event to deliver to each target; a second call for the same (job, event, target) changes nothing */
+export function insertNotification(db: Db, jobId: number, event: string, targets: readonly string[], now = Date.now()): boolean {
+  if (!targets.length) return false;
   return (
     db
-      .prepare('INSERT OR IGNORE INTO notifications (job_id, event, created_at, next_at) SELECT id, ?, ?, ? FROM jobs WHERE id = ?')
-      .run(event, now, now, jobId).changes > 0
+      .prepare(
+        `INSERT OR IGNORE INTO notifications (job_id, event, target, created_at, next_at) SELECT id, ?, t.target, ?, ? FROM jobs, ${targetsSql(targets)} t WHERE id = ?`,
+      )
+      .run(event, now, now, ...targets, jobId).changes > 0
   );
 }
 
@@ -39,15 +49,15 @@ export function insertNotification(db: Db, jobId: number, event: string, now = D
  * One notification per top-level job that ended in one of `states` at or after `since` (its final state
  * is the event); children of an `all` job are reported through their parent. Returns how many were added.
  */
-export function insertFinishedNotifications(db: Db, states: readonly JobState[], since: number, now = Date.now()): number {
-  if (!states.length) return 0;
+export function insertFinishedNotifications(db: Db, states: readonly JobState[], since: number, targets: readonly string[], now = Date.now()): number {
+  if (!states.length || !targets.length) return 0;
   return db
     .prepare(
-      `INSERT OR IGNORE INTO notifications (job_id, event, created_at, next_at)
-       SELECT id, state, ?, ? FROM jobs
+      `INSERT OR IGNORE INTO notifications (job_id, event, target, created_at, next_at)
+       SELECT id, state, t.target, ?, ? FROM jobs, ${targetsSql(targets)} t
        WHERE parent_id IS NULL AND finished_at >= ? AND state IN (${states.map(() => '?').join(', ')})`,
     )
-    .run(now, now, since, ...states).changes;
+    .run(now, now, ...targets, since, ...states).changes;
 }
 
 /**
@@ -55,13 +65,14 @@ export function insertFinishedNotifications(db: Db, states: readonly JobState[],
  * an operator (jobs.compensation = 'operator', migrations/0003_holds.sql), for jobs ended at or after
  * `since`: sent whatever NOTIFY_ON says. Derived from the rows, so a kill -9 loses none.
  */
-export function insertCompensationNotifications(db: Db, since: number, now = Date.now()): number {
+export function insertCompensationNotifications(db: Db, since: number, targets: readonly string[], now = Date.now()): number {
+  if (!targets.length) return 0;
   return db
     .prepare(
-      `INSERT OR IGNORE INTO notifications (job_id, event, created_at, next_at)
-       SELECT id, 'compensation_left_to_operator', ?, ? FROM jobs WHERE compensation = 'operator' AND finished_at >= ?`,
+      `INSERT OR IGNORE INTO notifications (job_id, event, target, created_at, next_at)
+       SELECT id, 'compensation_left_to_operator', t.target, ?, ? FROM jobs, ${targetsSql(targets)} t WHERE compensation = 'operator' AND finished_at >= ?`,
     )
-    .run(now, now, since).changes;
+    .run(now, now, ...targets, since).changes;
 }
 
 /** undelivered notifications whose next attempt is due, oldest first */
@@ -69,7 +80,7 @@ export function dueNotifications(db: Db, now = Date.now(), limit = 20): Notifica
   return (
     db
       .prepare(
-        'SELECT * FROM notifications WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_at <= ? ORDER BY next_at, job_id LIMIT ?',
+        'SELECT * FROM notifications WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_at <= ? ORDER BY next_at, job_id, target LIMIT ?',
       )
       .all(now, limit) as RawNotification[]
   ).map(fromRaw);
@@ -83,22 +94,28 @@ export function nextNotificationAt(db: Db): number | null {
 }
 
 /** delivered: the notification and the job (notifiedAt) in one transaction */
-export function markNotificationDelivered(db: Db, jobId: number, event: string, now = Date.now()): void {
+export function markNotificationDelivered(db: Db, jobId: number, event: string, target: string, now = Date.now()): void {
   db.transaction(() => {
-    db.prepare('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE job_id = ? AND event = ?').run(
-      now,
-      jobId,
-      event,
-    );
+    db.prepare(
+      'UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE job_id = ? AND event = ? AND target = ?',
+    ).run(now, jobId, event, target);
     db.prepare('UPDATE jobs SET notified_at = ? WHERE id = ?').run(now, jobId);
   })();
 }
 
 /** a failed attempt: retried at `nextAt`, or given up when `nextAt` is null */
-export function markNotificationFailed(db: Db, jobId: number, event: string, error: string, nextAt: number | null, now = Date.now()): void {
+export function markNotificationFailed(
+  db: Db,
+  jobId: number,
+  event: string,
+  target: string,
+  error: string,
+  nextAt: number | null,
+  now = Date.now(),
+): void {
   db.prepare(
-    'UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_at = COALESCE(?, next_at), given_up_at = CASE WHEN ? IS NULL THEN ? END WHERE job_id = ? AND event = ?',
-  ).run(error, nextAt, nextAt, now, jobId, event);
+    'UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_at = COALESCE(?, next_at), given_up_at = CASE WHEN ? IS NULL THEN ? END WHERE job_id = ? AND event = ? AND target = ?',
+  ).run(error, nextAt, nextAt, now, jobId, event, target);
 }
 
 /** a value of the meta table (migrations/0002_meta.sql), null when unset */

@@ -25,7 +25,16 @@ import {
   setMeta,
 } from '../db/notifications.js';
 import { presentJob } from '../api/present.js';
-import { type Redactor, createRedactor, notificationBody } from './payload.js';
+import { type Redactor, createRedactor, notificationBody, summaryLine } from './payload.js';
+import { type Service, parseService, targetId } from './services.js';
+
+/** a configured delivery target: SWARM_UTILS_NOTIFY_URL ('notify-url') or one URL of SWARM_UTILS_NOTIFY_URLS */
+interface Target {
+  id: string;
+  /** the plain webhook of SWARM_UTILS_NOTIFY_URL and http(s) entries: the body follows NOTIFY_FORMAT */
+  webhook: boolean;
+  service: Service;
+}
 
 /** a job's final state, or an outcome the engine reports on its own */
 export type NotifyEvent = JobState | 'compensation_left_to_operator' | (string & {});
@@ -63,7 +72,7 @@ export const RETRY_WINDOW_MS = 10 * 60_000;
 const defaultBackoff = (n: number): number => Math.min(60_000, 1000 * 2 ** Math.max(0, n - 1));
 
 /** the URL without user:password (sent as Basic auth instead: fetch refuses, and would print, such a URL) */
-function target(url: string): { url: string; authorization: string | null } {
+export function target(url: string): { url: string; authorization: string | null } {
   const u = new URL(url);
   if (!u.username && !u.password) return { url: u.href, authorization: null };
   const credentials = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
@@ -90,21 +99,37 @@ function secretsOf(config: Deps['config']): string[] {
     out.push(url, u.href, u.pathname, u.search, decodeURIComponent(u.username), decodeURIComponent(u.password));
     out.push(...u.pathname.split('/'), ...[...u.searchParams.values()]);
   }
+  for (const raw of config.notify.urls ?? []) {
+    const s = parseService(raw);
+    if (typeof s !== 'string') out.push(...s.secrets);
+  }
   return out.filter((s): s is string => !!s);
 }
 
 /** why an attempt failed, in words that hold nothing of the URL */
 function describe(e: unknown, timeoutMs: number): string {
-  const err = e as { name?: string; cause?: { code?: string; name?: string } } | null;
+  const err = e as { name?: string; code?: string; cause?: { code?: string; name?: string } } | null;
   if (err?.name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
-  return err?.cause?.code ?? err?.cause?.name ?? err?.name ?? 'request failed';
+  // nodemailer's errors carry a code (EAUTH, ECONNECTION …) and a message that may quote the server: only the code
+  return err?.cause?.code ?? err?.cause?.name ?? (typeof err?.code === 'string' ? err.code : undefined) ?? err?.name ?? 'request failed';
 }
 
 export function createNotifier(deps: Pick<Deps, 'db' | 'log' | 'config'>, opts: NotifierOptions = {}): Notifier {
   const { db, config } = deps;
   const log = deps.log.child({ component: 'notify' });
   const url = config.notify.url;
-  if (!url) {
+  const targets: Target[] = [];
+  if (url) {
+    const s = parseService(url);
+    if (typeof s !== 'string') targets.push({ id: 'notify-url', webhook: true, service: s });
+  }
+  for (const raw of config.notify.urls ?? []) {
+    const s = parseService(raw);
+    const id = targetId(raw);
+    if (typeof s !== 'string' && !targets.some((t) => t.id === id)) targets.push({ id, webhook: s.scheme === 'http' || s.scheme === 'https', service: s });
+  }
+  const targetIds = targets.map((t) => t.id);
+  if (!targets.length) {
     return {
       start() {
         // re-enabled later, notifications start from then: no backlog of jobs that ended meanwhile
@@ -121,7 +146,6 @@ export function createNotifier(deps: Pick<Deps, 'db' | 'log' | 'config'>, opts: 
   const sweepEveryMs = opts.sweepEveryMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const post = opts.fetch ?? fetch;
-  const dest = target(url);
   const redact: Redactor = createRedactor(secretsOf(config));
   const states = STATES[config.notify.on];
   const stopping = new AbortController();
@@ -143,47 +167,63 @@ export function createNotifier(deps: Pick<Deps, 'db' | 'log' | 'config'>, opts: 
   }
 
   async function deliver(n: NotificationRow): Promise<void> {
-    const job = getJob(db, n.jobId);
-    if (!job) {
-      markNotificationFailed(db, n.jobId, n.event, 'the job no longer exists', null);
+    const t = targets.find((x) => x.id === n.target);
+    if (!t) {
+      markNotificationFailed(db, n.jobId, n.event, n.target, 'the target is no longer configured', null);
       return;
     }
-    const body = notificationBody(n.event, presentJob(job, stepsOf(db, job.id)), config.notify.format, redact);
+    const job = getJob(db, n.jobId);
+    if (!job) {
+      markNotificationFailed(db, n.jobId, n.event, n.target, 'the job no longer exists', null);
+      return;
+    }
+    const view = presentJob(job, stepsOf(db, job.id));
+    const text = t.webhook ? notificationBody(n.event, view, config.notify.format, redact) : redact.text(summaryLine(n.event, view));
+    const title = `swarm-utils: ${n.event}`;
     const attempt = n.attempts + 1;
+    const logged = { jobId: n.jobId, event: n.event, target: n.target, scheme: t.service.scheme };
     let failure: string;
     try {
-      const res = await post(dest.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'swarm-utils',
-          ...(dest.authorization ? { authorization: dest.authorization } : {}),
-        },
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(requestTimeoutMs)]),
-      });
-      await res.body?.cancel().catch(() => undefined);
-      if (res.ok) {
-        markNotificationDelivered(db, n.jobId, n.event);
-        log.info({ jobId: n.jobId, event: n.event, attempt, status: res.status }, 'notification delivered');
-        return;
+      let status = 0;
+      const requests = t.service.requests(text, title);
+      if (requests === null) {
+        await t.service.mail?.(text, title, requestTimeoutMs);
+      } else {
+        for (const r of requests) {
+          const res = await post(r.url, {
+            method: 'POST',
+            headers: { 'user-agent': 'swarm-utils', ...r.headers },
+            body: r.body,
+            redirect: 'manual',
+            signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(requestTimeoutMs)]),
+          });
+          await res.body?.cancel().catch(() => undefined);
+          status = res.status;
+          if (!res.ok) throw Object.assign(new Error('status'), { httpStatus: res.status });
+        }
       }
-      failure = `HTTP ${res.status}`;
+      markNotificationDelivered(db, n.jobId, n.event, n.target);
+      log.info({ ...logged, attempt, ...(status ? { status } : {}) }, 'notification delivered');
+      return;
     } catch (e) {
-      if (stopping.signal.aborted) return; // not an attempt: the next process sends it
-      failure = describe(e, requestTimeoutMs);
+      const httpStatus = (e as { httpStatus?: number }).httpStatus;
+      if (httpStatus) {
+        failure = `HTTP ${httpStatus}`;
+      } else {
+        if (stopping.signal.aborted) return; // not an attempt: the next process sends it
+        failure = describe(e, requestTimeoutMs);
+      }
     }
     const now = Date.now();
     const deadline = n.createdAt + retryWindowMs;
     const nextAt = now >= deadline ? null : Math.min(now + backoffMs(attempt), deadline);
-    markNotificationFailed(db, n.jobId, n.event, failure, nextAt, now);
-    if (nextAt === null) log.error({ jobId: n.jobId, event: n.event, attempts: attempt, error: failure }, 'notification given up after its retry window');
-    else log.warn({ jobId: n.jobId, event: n.event, attempt, error: failure, retryInMs: nextAt - now }, 'notification not delivered: will retry');
+    markNotificationFailed(db, n.jobId, n.event, n.target, failure, nextAt, now);
+    if (nextAt === null) log.error({ ...logged, attempts: attempt, error: failure }, 'notification given up after its retry window');
+    else log.warn({ ...logged, attempt, error: failure, retryInMs: nextAt - now }, 'notification not delivered: will retry');
   }
 
   async function pass(): Promise<void> {
-    const added = insertFinishedNotifications(db, states, since) + insertCompensationNotifications(db, since);
+    const added = insertFinishedNotifications(db, states, since, targetIds) + insertCompensationNotifications(db, since, targetIds);
     if (added) log.debug({ added }, 'notifications recorded');
     for (let due = dueNotifications(db); due.length && !stopping.signal.aborted; due = dueNotifications(db)) {
       for (const n of due) {
@@ -223,12 +263,12 @@ export function createNotifier(deps: Pick<Deps, 'db' | 'log' | 'config'>, opts: 
   return {
     start() {
       since = settle();
-      log.info({ on: config.notify.on, format: config.notify.format }, 'notifications on');
+      log.info({ on: config.notify.on, format: config.notify.format, targets: targets.map((t) => `${t.service.scheme}:${t.id}`) }, 'notifications on');
       run();
     },
     wake: () => setImmediate(run),
     enqueue(jobId, event) {
-      if (insertNotification(db, jobId, event)) log.info({ jobId, event }, 'notification recorded');
+      if (insertNotification(db, jobId, event, targetIds)) log.info({ jobId, event }, 'notification recorded');
       setImmediate(run);
     },
     async stop() {

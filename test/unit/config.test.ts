@@ -83,7 +83,7 @@ describe('loadConfig: defaults', () => {
       shutdownTimeoutMs: 30_000,
       stateCopy: { enabled: true, intervalMs: 5_000, startTimeoutMs: 30_000 },
       backupEnv: {},
-      notify: { url: null, on: 'failure', format: 'json' },
+      notify: { url: null, urls: [], on: 'failure', format: 'json' },
       queryToken: true,
     } satisfies Config);
   });
@@ -106,6 +106,7 @@ describe('loadConfig: defaults', () => {
         'SWARM_UTILS_ADMIN_TOKEN_LIST',
         'SWARM_UTILS_METRICS_TOKEN_LIST',
         'SWARM_UTILS_NOTIFY_URL',
+        'SWARM_UTILS_NOTIFY_URLS',
         'SWARM_UTILS_REGISTRY_PASSWORD',
         'SWARM_UTILS_REGISTRY_USER',
         'SWARM_UTILS_S3_ACCESS_KEY',

@@ -12,12 +12,12 @@ const problems = (env: Record<string, string>) => {
 describe('SWARM_UTILS_NOTIFY_* (README "Notifications")', () => {
   it('defaults: off, failure, json', () => {
     const r = loadConfig({});
-    expect(r.ok && r.config.notify).toEqual({ url: null, on: 'failure', format: 'json' });
+    expect(r.ok && r.config.notify).toEqual({ url: null, urls: [], on: 'failure', format: 'json' });
   });
 
   it('reads the URL, NOTIFY_ON and NOTIFY_FORMAT in any case', () => {
     const r = loadConfig({ SWARM_UTILS_NOTIFY_URL: ` ${HOOK} `, SWARM_UTILS_NOTIFY_ON: 'Always', SWARM_UTILS_NOTIFY_FORMAT: 'SLACK' });
-    expect(r.ok && r.config.notify).toEqual({ url: HOOK, on: 'always', format: 'slack' });
+    expect(r.ok && r.config.notify).toEqual({ url: HOOK, urls: [], on: 'always', format: 'slack' });
   });
 
   it('accepts the URL from a file (Docker secret) through SWARM_UTILS_NOTIFY_URL_FILE', () => {
