@@ -22,7 +22,7 @@ export function configSummary(config: Config) {
     concurrency: config.concurrency,
     locks: { timeoutMs: config.lockTimeoutMs, maxExecutionMs: config.lockMaxExecutionMs, maxOccupationMs: config.lockMaxOccupationMs },
     tokens: { admin: config.adminTokens.length, metrics: config.metricsTokens.length, query: config.queryToken },
-    notify: { url: config.notify.url !== null, on: config.notify.on, format: config.notify.format },
+    notify: { url: config.notify.url !== null, urls: config.notify.urls.length, on: config.notify.on, format: config.notify.format },
     stateCopy: config.stateCopy,
     logLevel: config.logLevel,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

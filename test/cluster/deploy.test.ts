@@ -204,7 +204,7 @@ describe('deploy/deploy.sh from the operator’s env file', () => {
       s3: { domain: S3.endpoint, https: false, bucket: S3.bucket, path: S3_PREFIX },
       registry: { url: REGISTRY },
       backupRetentionDays: 7,
-      notify: { url: true, on: 'always', format: 'json' },
+      notify: { url: true, urls: 0, on: 'always', format: 'json' },
       tokens: { admin: 1, metrics: 1, query: true },
     });
 

@@ -194,7 +194,11 @@ beforeAll(async () => {
           SWARM_UTILS_LOG_LEVEL: 'debug',
         },
       });
-      await until(`${BASE_URL}/healthz of the deployed ${SERVICE}`, 90_000, async () => (await api('GET', '/healthz', undefined, 2_000)).status === 200);
+      // the start-up answerer says `starting: true` until the API itself has taken the port over
+      await until(`${BASE_URL}/healthz of the deployed ${SERVICE} (the API, not the start-up answerer)`, 90_000, async () => {
+        const h = await api('GET', '/healthz', undefined, 2_000);
+        return h.status === 200 && !(h.json as { starting?: boolean }).starting;
+      });
     })(),
   ]);
   for (const r of started) if (r.status === 'rejected') throw r.reason;

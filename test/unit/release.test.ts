@@ -71,7 +71,7 @@ describe('the version and the configuration in effect', () => {
         jobRetentionDays: 12,
         backupEnv: ['BACKUP_COMPRESSION', 'GPG_PASSPHRASE'],
         tokens: { admin: 1, metrics: 2, query: true },
-        notify: { url: true, on: 'always', format: 'json' },
+        notify: { url: true, urls: 0, on: 'always', format: 'json' },
       },
     });
     for (const value of [...Object.values(SECRETS), 'admin-token', 'METRICS-TOKEN-B', 'hooks.example.com']) expect(r.body).not.toContain(value);
