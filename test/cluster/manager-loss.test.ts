@@ -152,7 +152,8 @@ beforeAll(async () => {
   other = WORKER_NAMES.find((w) => w !== lost)!;
   expect(WORKER_NAMES).toContain(lost);
   await until(`/healthz of swarm-utils on ${lost}`, 60_000, async () => (await api(lost, 'GET', '/healthz', 2_000)).status === 200, diagnostics);
-});
+  // two promotions, each waiting up to 180 s for the Raft writes to be quick again, and the stack deploy
+}, 600_000);
 
 afterAll(async () => {
   const problems: string[] = [];
@@ -252,9 +253,9 @@ async function demoteWorkers(): Promise<void> {
   await raftSettled('after the demotions');
 }
 
-/** writes to the swarm are quick (under 2 s) again within 90 s (a write that times out counts as slow) */
+/** writes to the swarm are quick (under 2 s) again within 180 s (a write that times out counts as slow; a busy 2-core machine has needed more than 90 s after a promotion) */
 async function raftSettled(when: string): Promise<void> {
-  const end = Date.now() + 90_000;
+  const end = Date.now() + 180_000;
   const seen: string[] = [];
   for (;;) {
     const ms = await raftWriteMs().catch((e: unknown) => {
